@@ -1,0 +1,234 @@
+/*
+ * Process-wide defaults and the validation of names, prefixes, ids and
+ * durations.  Precedence, lowest first: the library's built-in defaults
+ * (ANYLOCK_DEFAULT_*), the process-wide defaults set here, the client's URL
+ * query, the lock's own options.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static pthread_mutex_t defaults_mu = PTHREAD_MUTEX_INITIALIZER;
+static anylock__defaults defaults = {
+    .timeout_ms = (int64_t)(ANYLOCK_DEFAULT_TIMEOUT * 1000),
+    .expires_ms = (int64_t)(ANYLOCK_DEFAULT_EXPIRES * 1000),
+    .prefix = ANYLOCK_DEFAULT_PREFIX,
+};
+
+void anylock__defaults_get(anylock__defaults *out)
+{
+    pthread_mutex_lock(&defaults_mu);
+    *out = defaults;
+    pthread_mutex_unlock(&defaults_mu);
+}
+
+anylock_status anylock__duration_ms(double seconds, int64_t forever_value, int64_t *out, char *errbuf,
+                                    const char *what)
+{
+    if (isnan(seconds)) {
+        anylock__format(errbuf, "%s is not a number", what);
+        return ANYLOCK_BAD_DURATION;
+    }
+    if (seconds < 0) {
+        anylock__format(errbuf, "%s is negative (%g s)", what, seconds);
+        return ANYLOCK_BAD_DURATION;
+    }
+    if (isinf(seconds)) {
+        *out = forever_value;
+        return ANYLOCK_OK;
+    }
+    if (seconds > ANYLOCK_DURATION_MAX) {
+        anylock__format(errbuf, "%s of %g s is above the limit of %g s", what, seconds, ANYLOCK_DURATION_MAX);
+        return ANYLOCK_BAD_DURATION;
+    }
+    /* Round up: a duration is never shortened.  The small slack absorbs
+     * binary representation error (0.3 * 1000 is 300.00000000000006). */
+    *out = (int64_t)ceil(seconds * 1000.0 - 1e-6);
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock__duration_parse(const char *text, int64_t forever_value, int64_t *out, char *errbuf,
+                                       const char *what)
+{
+    if (!strcmp(text, "forever") || !strcmp(text, "never")) {
+        *out = forever_value;
+        return ANYLOCK_OK;
+    }
+    /* Plain decimal only: strtod alone would take "nan", "inf", hex and
+     * leading spaces. */
+    size_t digits = 0, dots = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p >= '0' && *p <= '9')
+            digits++;
+        else if (*p == '.')
+            dots++;
+        else
+            digits = dots = 99;
+    }
+    if (digits == 0 || digits > 30 || dots > 1) {
+        anylock__format(errbuf, "%s must be a number of seconds, \"forever\" or \"never\"", what);
+        return ANYLOCK_BAD_DURATION;
+    }
+    return anylock__duration_ms(strtod(text, NULL), forever_value, out, errbuf, what);
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0. */
+static size_t utf8_len(const unsigned char *s)
+{
+    if (s[0] < 0x80)
+        return 1;
+    size_t n;
+    unsigned min;
+    if ((s[0] & 0xe0) == 0xc0)
+        n = 2, min = 0x80;
+    else if ((s[0] & 0xf0) == 0xe0)
+        n = 3, min = 0x800;
+    else if ((s[0] & 0xf8) == 0xf0)
+        n = 4, min = 0x10000;
+    else
+        return 0;
+    unsigned cp = s[0] & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* Names and prefixes: UTF-8 without control characters. */
+static anylock_status check_text(const char *text, size_t max, anylock_status bad, const char *what,
+                                 char *errbuf)
+{
+    size_t len = strlen(text);
+    if (len > max) {
+        anylock__format(errbuf, "%s is %zu bytes long; the limit is %zu", what, len, max);
+        return bad;
+    }
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            anylock__format(errbuf, "%s has a control character (0x%02x) at byte %zu", what, s[i], i);
+            return bad;
+        }
+        size_t n = utf8_len(s + i);
+        if (n == 0) {
+            anylock__format(errbuf, "%s is not valid UTF-8 at byte %zu", what, i);
+            return bad;
+        }
+        i += n;
+    }
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock__check_name(const char *name, char *errbuf)
+{
+    if (!name) {
+        anylock__format(errbuf, "lock name is NULL");
+        return ANYLOCK_BAD_NAME;
+    }
+    if (!*name) {
+        anylock__format(errbuf, "lock name is empty");
+        return ANYLOCK_BAD_NAME;
+    }
+    return check_text(name, ANYLOCK_NAME_MAX, ANYLOCK_BAD_NAME, "lock name", errbuf);
+}
+
+anylock_status anylock__check_prefix(const char *prefix, char *errbuf)
+{
+    if (!prefix) {
+        anylock__format(errbuf, "prefix is NULL");
+        return ANYLOCK_BAD_PREFIX;
+    }
+    return check_text(prefix, ANYLOCK_PREFIX_MAX, ANYLOCK_BAD_PREFIX, "prefix", errbuf);
+}
+
+anylock_status anylock__check_id(const char *id, char *errbuf)
+{
+    if (!id || !*id) {
+        anylock__format(errbuf, "owner id is empty");
+        return ANYLOCK_BAD_ID;
+    }
+    size_t len = strlen(id);
+    if (len > ANYLOCK_ID_MAX) {
+        anylock__format(errbuf, "owner id is %zu characters long; the limit is %d", len, ANYLOCK_ID_MAX);
+        return ANYLOCK_BAD_ID;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)id[i];
+        if (c < 0x21 || c > 0x7e) {
+            anylock__format(errbuf, "owner id has a character that is not printable ASCII (0x%02x) at %zu", c,
+                            i);
+            return ANYLOCK_BAD_ID;
+        }
+    }
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock__make_id(char id[ANYLOCK_ID_MAX + 1])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    unsigned char raw[18];
+    if (getentropy(raw, sizeof raw) != 0)
+        return ANYLOCK_INTERNAL;
+    /* Standard base64 of 18 bytes: 24 characters, no padding needed. */
+    for (size_t i = 0, o = 0; i < sizeof raw; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
+        id[o++] = b64[(v >> 18) & 63];
+        id[o++] = b64[(v >> 12) & 63];
+        id[o++] = b64[(v >> 6) & 63];
+        id[o++] = b64[v & 63];
+        id[o] = '\0';
+    }
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock_set_default_timeout(double seconds)
+{
+    int64_t ms;
+    anylock_status st = anylock__duration_ms(seconds, ANYLOCK__MS_FOREVER, &ms, NULL, "timeout");
+    if (st != ANYLOCK_OK)
+        return st;
+    pthread_mutex_lock(&defaults_mu);
+    defaults.timeout_ms = ms;
+    pthread_mutex_unlock(&defaults_mu);
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock__expiry_ms(double seconds, int64_t *out, char *errbuf)
+{
+    if (seconds == 0) {
+        anylock__format(errbuf, "expiry must be more than 0 s (ANYLOCK_FOREVER for none)");
+        return ANYLOCK_BAD_DURATION;
+    }
+    return anylock__duration_ms(seconds, 0, out, errbuf, "expiry");
+}
+
+anylock_status anylock_set_default_expires(double seconds)
+{
+    int64_t ms;
+    anylock_status st = anylock__expiry_ms(seconds, &ms, NULL);
+    if (st != ANYLOCK_OK)
+        return st;
+    pthread_mutex_lock(&defaults_mu);
+    defaults.expires_ms = ms;
+    pthread_mutex_unlock(&defaults_mu);
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock_set_default_prefix(const char *prefix)
+{
+    anylock_status st = anylock__check_prefix(prefix, NULL);
+    if (st != ANYLOCK_OK)
+        return st;
+    pthread_mutex_lock(&defaults_mu);
+    memcpy(defaults.prefix, prefix, strlen(prefix) + 1);
+    pthread_mutex_unlock(&defaults_mu);
+    return ANYLOCK_OK;
+}
