@@ -58,6 +58,18 @@ static const open_case opens[] = {
     {"memory://?expires=0", ANYLOCK_URL_BAD_PARAM},
     {"memory://?expires=never&timeout=forever", ANYLOCK_OK},
     {"memory://?prefix=%01x", ANYLOCK_URL_BAD_PARAM},
+    /* Durations in the URL are plain decimals: no exponent, sign, hex,
+     * spaces or names other than forever/never. */
+    {"memory://?timeout=1e3", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?timeout=%201", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?timeout=-0", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?timeout=inf", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?expires=0x10", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?expires=.", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?expires=100000000.001", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?expires=99999999999999999999999999999", ANYLOCK_URL_BAD_PARAM},
+    {"memory://?expires=100000000&timeout=.5", ANYLOCK_OK},
+    {"memory://?prefix=%ff", ANYLOCK_URL_BAD_PARAM},
     {"memory://a:1", ANYLOCK_URL_BAD_HOST},
     {"memory://a/path", ANYLOCK_URL_BAD_PATH},
     {"memory", ANYLOCK_URL_NO_SCHEME},
@@ -175,6 +187,26 @@ START_TEST(t_durations)
     ck_status(anylock_set_default_expires(NAN), ANYLOCK_BAD_DURATION);
     ck_status(anylock_set_default_prefix(NULL), ANYLOCK_BAD_PREFIX);
     ck_status(anylock_set_default_prefix("bad\nprefix"), ANYLOCK_BAD_PREFIX);
+    /* The limit itself is accepted; the next double above it is not. */
+    ck_status(anylock_lock_set_expires(l, ANYLOCK_DURATION_MAX), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(l, nextafter(ANYLOCK_DURATION_MAX, INFINITY)), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_lock_set_timeout(l, -INFINITY), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_lock_set_timeout(l, 1e308 * 10), ANYLOCK_OK); /* overflows to +inf: forever */
+    ck_status(anylock_lock_set_timeout(l, -0.0), ANYLOCK_OK);       /* -0 is 0: try once */
+    ck_status(anylock_set_default_timeout(NAN), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_set_default_expires(-INFINITY), ANYLOCK_BAD_DURATION);
+    /* extend: the same checks, and "forever" is refused. */
+    ck_status(anylock_lock_set_expires(l, 10), ANYLOCK_OK);
+    anylock_lock *h = NULL;
+    ck_status(anylock_lock_new(c, "d2", &h), ANYLOCK_OK);
+    ck_status(anylock_acquire(h), ANYLOCK_OK);
+    ck_status(anylock_extend(h, NAN), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_extend(h, -INFINITY), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_extend(h, 0), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_extend(h, 1e300), ANYLOCK_BAD_DURATION);
+    ck_status(anylock_extend(h, ANYLOCK_FOREVER), ANYLOCK_BAD_DURATION);
+    ck_assert_int_eq(anylock_lock_held(h), 1); /* a refused extend keeps the lock */
+    anylock_lock_free(h);
     anylock_lock_free(l);
     anylock_close(c);
 }
@@ -241,6 +273,32 @@ START_TEST(t_misuse)
     ck_status(anylock_locked(NULL, &locked), ANYLOCK_INVALID);
     ck_assert_int_eq(anylock_lock_held(NULL), 0);
     ck_assert_str_eq(anylock_lock_name(NULL), "");
+    ck_assert_str_eq(anylock_lock_id(NULL), "");
+    ck_assert_str_ne(anylock_lock_errmsg(NULL), "");
+    ck_assert_str_ne(anylock_errmsg(NULL), "");
+    ck_assert_str_eq(anylock_client_url(NULL), "");
+    ck_status(anylock_lock_set_timeout(NULL, 1), ANYLOCK_INVALID);
+    ck_status(anylock_lock_set_id(NULL, "x"), ANYLOCK_INVALID);
+    ck_status(anylock_lock_set_auto_renewal(NULL, 1), ANYLOCK_INVALID);
+    ck_status(anylock_lock_set_lost_callback(NULL, NULL, NULL), ANYLOCK_INVALID);
+    ck_status(anylock_lock_reset(NULL), ANYLOCK_INVALID);
+    char owner[ANYLOCK_ID_MAX + 1];
+    ck_status(anylock_owner(NULL, owner, sizeof owner), ANYLOCK_INVALID);
+
+    /* NULL out-parameters and double release on a live handle. */
+    c = open_ok("memory://");
+    ck_status(anylock_lock_new(c, "m2", &l), ANYLOCK_OK);
+    ck_status(anylock_locked(l, NULL), ANYLOCK_INVALID);
+    ck_status(anylock_owner(l, NULL, 10), ANYLOCK_INVALID);
+    ck_status(anylock_owner(l, owner, 0), ANYLOCK_INVALID);
+    ck_status(anylock_inspect(c, "m2", NULL), ANYLOCK_INVALID);
+    ck_status(anylock_list(c, NULL, NULL), ANYLOCK_INVALID);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
+    ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
+    anylock_lock_free(l);
+    ck_status(anylock_close(c), ANYLOCK_OK);
 }
 END_TEST
 

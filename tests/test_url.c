@@ -134,6 +134,22 @@ static const bad_case bad[] = {
     {"redis://h?a=1&a=2", ANYLOCK_URL_BAD_QUERY},
     {"redis://h?prefix=a&prefix=b", ANYLOCK_URL_BAD_QUERY},
     {"redis://h?a=%zz", ANYLOCK_URL_BAD_ESCAPE},
+    /* Each part once more: scheme, userinfo, host, port, path, query. */
+    {"abcdefghijabcdefghijabcdefghijabc://h", ANYLOCK_URL_MALFORMED},
+    {"redis:/h", ANYLOCK_URL_NO_SCHEME},
+    {"redis://u:p w@h", ANYLOCK_URL_MALFORMED},
+    {"redis://a@b@c", ANYLOCK_URL_BAD_USERINFO},
+    {"redis://h%41", ANYLOCK_URL_BAD_HOST},
+    {"redis://h,", ANYLOCK_URL_BAD_HOST},
+    {"redis://[]", ANYLOCK_URL_BAD_HOST},
+    {"redis://h:1:2", ANYLOCK_URL_BAD_PORT},
+    {"redis://u:pw@h/%2", ANYLOCK_URL_BAD_ESCAPE},
+    {"redis://h?a=1#", ANYLOCK_URL_MALFORMED},
+    {"redis://h?a b", ANYLOCK_URL_MALFORMED},
+    /* An escaped NUL anywhere (a raw one ends the C string). */
+    {"redis://h?a=%00", ANYLOCK_URL_BAD_ESCAPE},
+    {"redis://h?%00=1", ANYLOCK_URL_BAD_ESCAPE},
+    {"redis://h?%zz=1", ANYLOCK_URL_BAD_ESCAPE},
     {overlong, ANYLOCK_URL_TOO_LONG},
     {NULL, ANYLOCK_INVALID},
 };
@@ -156,6 +172,8 @@ START_TEST(t_password_never_in_messages)
     static const char *urls[] = {
         "redis://u:Zq9SecretPw@h:99999", "redis://u:Zq9SecretPw@h$", "redis://u:Zq9SecretPw@h/[",
         "redis://u:Zq9SecretPw@h?x=%zz", "redis://u:Zq9SecretPw%zz@h",  "redis://u:Zq9SecretPw{@h",
+        "redis://u:Zq9SecretPw@h,",      "redis://u:Zq9SecretPw@[]",     "redis://u:Zq9SecretPw@h:1:2",
+        "redis://u:Zq9SecretPw@h?a=%00", "redis://u:Zq9SecretPw@h#x",    "redis://u:Zq9SecretPw%00@h",
     };
     for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
         anylock__url u;
