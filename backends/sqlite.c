@@ -29,12 +29,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/inotify.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -589,6 +593,55 @@ static int data_version(sq_conn *c, int64_t *v)
     return rc;
 }
 
+/* Opens an inotify descriptor watching the database's WAL file, to which
+ * every commit by any process writes: a waiter then sleeps until a commit
+ * instead of polling.  -1 where that is not available (not Linux, no WAL
+ * file yet, or the per-user inotify limit reached); the waiter then polls. */
+static int wal_watch(sq_conn *c)
+{
+#ifdef __linux__
+    const char *db = sqlite3_db_filename(c->db, "main");
+    if (!db || !db[0])
+        return -1;
+    size_t n = strlen(db);
+    char *wal = malloc(n + 5);
+    if (!wal)
+        return -1;
+    memcpy(wal, db, n);
+    memcpy(wal + n, "-wal", 5);
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd >= 0 && inotify_add_watch(fd, wal, IN_MODIFY) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    free(wal);
+    return fd;
+#else
+    (void)c;
+    return -1;
+#endif
+}
+
+/* Sleeps until the watch fires or until wake (monotonic ns); 1 if it
+ * fired. */
+static int wal_wait(int fd, int64_t wake)
+{
+    int64_t left = wake - anylock_now_ns();
+    if (left <= 0)
+        return 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, (int)((left + 999999) / 1000000)) <= 0)
+        return 0;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    return 1;
+}
+
+/* With a watch, how long a waiter sleeps at most without an event: a
+ * safety net only, since every commit writes the WAL file. */
+#define SQ_WATCH_SAFETY_NS (100 * (int64_t)1000000)
+
 static anylock_status sq_acquire(anylock_op *op)
 {
     sq_client *sc = op->state;
@@ -596,6 +649,13 @@ static anylock_status sq_acquire(anylock_op *op)
     anylock_status st = conn_get(op, sc, &c);
     if (st != ANYLOCK_OK)
         return st;
+    int watch = -2; /* -2: not tried yet; -1: unavailable, poll */
+    /* A commit writes its WAL frames first and publishes them in the
+     * shared-memory index after, which makes no event: when an event shows
+     * no change yet, look again after 1, 2, 4 and 8 ms. */
+    int64_t settle_ns = 0;
+    anylock_backoff b;
+    anylock_backoff_init(&b, 1, sc->poll_max_ms);
     for (;;) {
         int64_t version = 0, holder_expiry = 0;
         /* Read the version before trying, so that a release committed right
@@ -608,12 +668,13 @@ static anylock_status sq_acquire(anylock_op *op)
         st = try_once(op, sc, c, &holder_expiry);
         if (st != ANYLOCK_BUSY || op->deadline == 0)
             break;
-        /* Wait for a commit by someone else or the holder's expiry. */
-        anylock_backoff b;
-        anylock_backoff_init(&b, 1, sc->poll_max_ms);
-        int retry = 0;
-        while (!retry) {
-            if (!anylock_backoff_wait(&b, op->deadline)) {
+        if (watch == -2)
+            watch = wal_watch(c);
+        /* Wait, holding no transaction, for a commit by someone else that
+         * leaves the row free, or for the holder's expiry. */
+        for (;;) {
+            int64_t now = anylock_now_ns();
+            if (op->deadline != ANYLOCK_DEADLINE_NEVER && now >= op->deadline) {
                 st = ANYLOCK_TIMEOUT;
                 goto out;
             }
@@ -623,10 +684,45 @@ static anylock_status sq_acquire(anylock_op *op)
                 st = sq_fail(op, sc, c->db, rc, "acquire");
                 goto out;
             }
-            retry = now_version != version || (holder_expiry && now_ms_floor() >= holder_expiry);
+            if (holder_expiry && now / 1000000 >= holder_expiry)
+                break;
+            if (now_version != version) {
+                /* Something changed: look (reading only, so waiters do not
+                 * queue for the write lock) before trying again. */
+                version = now_version;
+                char owner[ANYLOCK_ID_MAX + 1];
+                int64_t expires_at = 0;
+                int found = get_row(c, op, now / 1000000, owner, &expires_at);
+                if (found < 0) {
+                    st = sq_fail(op, sc, c->db, -found, "acquire");
+                    goto out;
+                }
+                if (!found || !strcmp(owner, op->id))
+                    break;
+                holder_expiry = expires_at;
+                anylock_backoff_init(&b, 1, sc->poll_max_ms);
+            }
+            if (watch >= 0) {
+                int64_t wake = now + SQ_WATCH_SAFETY_NS;
+                if (holder_expiry && holder_expiry * 1000000 < wake)
+                    wake = holder_expiry * 1000000;
+                if (settle_ns && now + settle_ns < wake)
+                    wake = now + settle_ns;
+                if (op->deadline < wake)
+                    wake = op->deadline;
+                if (wal_wait(watch, wake))
+                    settle_ns = 1000000;
+                else if (settle_ns)
+                    settle_ns = settle_ns >= 8000000 ? 0 : settle_ns * 2;
+            } else if (!anylock_backoff_wait(&b, op->deadline)) {
+                st = ANYLOCK_TIMEOUT;
+                goto out;
+            }
         }
     }
 out:
+    if (watch >= 0)
+        close(watch);
     conn_put(sc, c);
     return st;
 }
