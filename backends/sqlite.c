@@ -242,25 +242,41 @@ static void boot_id(char out[64])
     out[strcspn(out, "\n")] = 0;
 }
 
-/* Creates the schema in an empty database, or checks that the database is
- * anylock's and of a version this code knows.  Runs in one IMMEDIATE
- * transaction so that processes opening a new file at once agree. */
-static anylock_status schema_setup(anylock_op *op, const sq_client *sc, sq_conn *c)
+/* Reads the boot id the database was last used under: 1 if it is this
+ * boot's, 0 if not, or a negative SQLite code. */
+static int same_boot(sq_conn *c, const char *boot)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "SELECT value FROM anylock_meta WHERE name = 'boot_id'", -1, &s, NULL);
+    int same = 0;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        same = rc == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(s, 0), boot);
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(s);
+    return rc != SQLITE_OK ? -rc : same;
+}
+
+/* Checks, inside the transaction already begun, that the database is
+ * anylock's, of a version this code knows, and of this boot.  With write,
+ * also creates the schema in an empty database and forgets the rows of an
+ * older boot; without, *needs_write says whether that is needed. */
+static anylock_status schema_check(anylock_op *op, const sq_client *sc, sq_conn *c, int write, int *needs_write)
 {
     int64_t app = 0, version = 0, objects = 0;
-    int rc = exec(c, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK)
-        return sq_fail(op, sc, c->db, rc, "opening the database");
+    int rc;
+    *needs_write = 0;
     if ((rc = query_int(c, "PRAGMA application_id", &app)) != SQLITE_OK ||
         (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
-        (rc = query_int(c, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK) {
-        anylock_status st = sq_fail(op, sc, c->db, rc, "reading the schema");
-        exec(c, "ROLLBACK");
-        return st;
-    }
-    anylock_status st = ANYLOCK_OK;
+        (rc = query_int(c, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK)
+        return sq_fail(op, sc, c->db, rc, "reading the schema");
     if (app == 0 && version == 0 && objects == 0) {
         /* A new (empty) database: make it ours. */
+        if (!write) {
+            *needs_write = 1;
+            return ANYLOCK_OK;
+        }
         rc = exec(c, "CREATE TABLE anylock_locks ("
                      " key BLOB PRIMARY KEY NOT NULL,"
                      " owner TEXT NOT NULL,"
@@ -271,57 +287,71 @@ static anylock_status schema_setup(anylock_op *op, const sq_client *sc, sq_conn 
                      "PRAGMA application_id = 1095653708;" /* SQ_APPLICATION_ID */
                      "PRAGMA user_version = 1;");          /* SQ_SCHEMA_VERSION */
         if (rc != SQLITE_OK)
-            st = sq_fail(op, sc, c->db, rc, "creating the schema");
+            return sq_fail(op, sc, c->db, rc, "creating the schema");
     } else if (app != SQ_APPLICATION_ID) {
-        st = anylock_op_error(op, ANYLOCK_STORE,
-                              "sqlite %.200s: the file is a SQLite database of another application "
-                              "(not created by anylock); refusing to use it",
-                              sc->path);
+        return anylock_op_error(op, ANYLOCK_STORE,
+                                "sqlite %.200s: the file is a SQLite database of another application "
+                                "(not created by anylock); refusing to use it",
+                                sc->path);
     } else if (version > SQ_SCHEMA_VERSION || version < 1) {
-        st = anylock_op_error(op, ANYLOCK_STORE,
-                              "sqlite %.200s: schema version %lld is not one this anylock knows (%d); "
-                              "a newer anylock made it",
-                              sc->path, (long long)version, SQ_SCHEMA_VERSION);
+        return anylock_op_error(op, ANYLOCK_STORE,
+                                "sqlite %.200s: schema version %lld is not one this anylock knows (%d); "
+                                "a newer anylock made it",
+                                sc->path, (long long)version, SQ_SCHEMA_VERSION);
     }
-    /* Migrations from older schema versions go here, in this transaction. */
+    /* Migrations from older schema versions go here (needing write). */
 
-    if (st == ANYLOCK_OK) {
-        /* A reboot restarts the monotonic clock: rows with an expiry from an
-         * older boot are dead and their times meaningless. */
-        char boot[64];
-        boot_id(boot);
-        sqlite3_stmt *s = NULL;
-        rc = sqlite3_prepare_v2(c->db, "SELECT value FROM anylock_meta WHERE name = 'boot_id'", -1, &s, NULL);
-        int same = 0;
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_step(s);
-            same = rc == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(s, 0), boot);
-            rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-        }
-        sqlite3_finalize(s);
-        if (rc == SQLITE_OK && !same) {
-            rc = exec(c, "DELETE FROM anylock_locks WHERE expires_at > 0");
-            if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO anylock_meta(name, value) VALUES ('boot_id', ?1)",
-                                        -1, &s, NULL);
-            if (rc == SQLITE_OK) {
-                sqlite3_bind_text(s, 1, boot, -1, SQLITE_TRANSIENT);
-                rc = sqlite3_step(s);
-                rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-                sqlite3_finalize(s);
-            }
-        }
-        if (rc != SQLITE_OK)
-            st = sq_fail(op, sc, c->db, rc, "checking the boot id");
+    /* A reboot restarts the monotonic clock: rows with an expiry from an
+     * older boot are dead and their times meaningless. */
+    char boot[64];
+    boot_id(boot);
+    int same = same_boot(c, boot);
+    if (same < 0)
+        return sq_fail(op, sc, c->db, -same, "checking the boot id");
+    if (same)
+        return ANYLOCK_OK;
+    if (!write) {
+        *needs_write = 1;
+        return ANYLOCK_OK;
     }
-    if (st == ANYLOCK_OK) {
-        rc = exec(c, "COMMIT");
+    sqlite3_stmt *s = NULL;
+    rc = exec(c, "DELETE FROM anylock_locks WHERE expires_at > 0");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO anylock_meta(name, value) VALUES ('boot_id', ?1)", -1,
+                                &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, boot, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(s);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_OK)
+        return sq_fail(op, sc, c->db, rc, "recording the boot id");
+    return ANYLOCK_OK;
+}
+
+/* Checks the database in a read transaction, which works even while
+ * another process writes; only a new file or a new boot takes the write
+ * lock, in an IMMEDIATE transaction that checks again, so that processes
+ * opening a new file at once agree. */
+static anylock_status schema_setup(anylock_op *op, const sq_client *sc, sq_conn *c)
+{
+    for (int write = 0; write < 2; write++) {
+        int rc = exec(c, write ? "BEGIN IMMEDIATE" : "BEGIN");
         if (rc != SQLITE_OK)
+            return sq_fail(op, sc, c->db, rc, "opening the database");
+        int needs_write = 0;
+        anylock_status st = schema_check(op, sc, c, write, &needs_write);
+        if (st == ANYLOCK_OK && (rc = exec(c, "COMMIT")) != SQLITE_OK)
             st = sq_fail(op, sc, c->db, rc, "creating the schema");
+        if (st != ANYLOCK_OK) {
+            exec(c, "ROLLBACK");
+            return st;
+        }
+        if (!needs_write)
+            return ANYLOCK_OK;
     }
-    if (st != ANYLOCK_OK)
-        exec(c, "ROLLBACK");
-    return st;
+    return ANYLOCK_OK;
 }
 
 /* Switches the database to WAL (persistent in the file), in which readers
