@@ -475,8 +475,12 @@ static anylock_status mc_open(anylock_op *op, const anylock_url *url)
         st = anylock_url_param_ms(op, url, "poll_max", 100, &mc->poll_max_ms);
     if (st != ANYLOCK_OK)
         return st;
-    if (anylock_url_param_get(url, "io_timeout"))
+    if (anylock_url_param_get(url, "io_timeout")) {
+        if (anylock_url_param_get(url, "command_timeout"))
+            return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
+                                    "URL parameters command_timeout and io_timeout are the same: give one");
         command_ms = io_ms;
+    }
     if (connect_ms <= 0 || command_ms <= 0 || mc->poll_max_ms <= 0 || connect_ms > INT32_MAX / 1000 ||
         command_ms > INT32_MAX / 1000)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,

@@ -170,6 +170,9 @@ START_TEST(t_url)
     snprintf(url, sizeof url, "%s?poll_max=0", shared.url);
     ck_status(anylock_open(url, &c), ANYLOCK_URL_BAD_PARAM);
     anylock_close(c);
+    snprintf(url, sizeof url, "%s?io_timeout=1&command_timeout=2", shared.url);
+    ck_status(anylock_open(url, &c), ANYLOCK_URL_BAD_PARAM);
+    anylock_close(c);
     snprintf(url, sizeof url, "%s?nosuch=1", shared.url);
     ck_status(anylock_open(url, &c), ANYLOCK_URL_UNKNOWN_PARAM);
     anylock_close(c);
@@ -182,8 +185,7 @@ START_TEST(t_url)
     anylock_close(c);
     /* Every parameter, and the memcache:// alias. */
     snprintf(url, sizeof url,
-             "memcache://127.0.0.1:%d?protocol=text&connect_timeout=1.5&command_timeout=0.5&io_timeout=0.7"
-             "&poll_max=0.05",
+             "memcache://127.0.0.1:%d?protocol=text&connect_timeout=1.5&io_timeout=0.7&poll_max=0.05",
              shared.port);
     c = open_url(url);
     ck_assert_str_eq(anylock_client_scheme(c), "memcache");
