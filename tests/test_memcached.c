@@ -75,9 +75,15 @@ START_TEST(t_key_mapping)
     snprintf(url, sizeof url, "%s?prefix=lock:", shared.url);
     anylock_client *c = open_url(url);
     memcached_st *m = raw_conn(shared.port);
-    char long_name[301];
+    char long_name[301], fits[246], one_more[247], fits_key[260];
     memset(long_name, 'x', 300);
     long_name[300] = '\0';
+    /* "lock:" + 245 bytes is exactly memcached's 250; one more is mapped. */
+    memset(fits, 'y', 245);
+    fits[245] = '\0';
+    memset(one_more, 'y', 246);
+    one_more[246] = '\0';
+    snprintf(fits_key, sizeof fits_key, "lock:%s", fits);
     struct {
         const char *name;
         const char *key; /* the memcached key the mapping rule gives */
@@ -85,6 +91,10 @@ START_TEST(t_key_mapping)
         {"plain", "lock:plain"},
         {"with space", "lock:~c32820b2846c8a9b8c2a690e16cf1ec0c884a4342f3360e423e9fa55965ae74d"},
         {long_name, "lock:~0df74201d12ae47a5da97c3712ec1201c82ff270fd7bd76464d4aee96f0137b7"},
+        {fits, fits_key},
+        {one_more, "lock:~4a7fa96ddbba17b1b2989d2653e132d2ce2101dc424abef694c561d78de168a2"},
+        {"tilde~", "lock:~83adad64fbc03777cec4b9744d7fbd532cb4100f62863fa08d4453e187686e50"},
+        {"caf\xc3\xa9", "lock:~63d9f0c235a101091daa0d8fdd7284820babc277739e71f8e74771240e2af3d8"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         anylock_lock *a = lock_for(c, cases[i].name), *b = lock_for(c, cases[i].name);
