@@ -287,12 +287,31 @@ static int is_broken(memcached_st *m, memcached_return_t rc)
     return st == ANYLOCK_CONNECT || st == ANYLOCK_IO || st == ANYLOCK_PROTOCOL;
 }
 
+/* libmemcached's message without its handle address ("(0x55...) ") and its
+ * source location (" -> ./src/libmemcached/io.cc:145"), which tell a user
+ * nothing. */
+static void tidy_detail(const char *in, char *out, size_t size)
+{
+    if (in[0] == '(' && in[1] == '0' && in[2] == 'x') {
+        const char *close = strstr(in, ") ");
+        if (close)
+            in = close + 2;
+    }
+    snprintf(out, size, "%s", in);
+    char *arrow = strstr(out, " -> ");
+    if (arrow)
+        *arrow = '\0';
+    size_t n = strlen(out);
+    while (n && (out[n - 1] == ' ' || out[n - 1] == ','))
+        out[--n] = '\0';
+}
+
 static anylock_status fail(anylock_op *op, memcached_st *m, memcached_return_t rc, const char *what)
 {
     mc_client *mc = op->state;
-    const char *detail = memcached_last_error_message(m);
-    if (!detail || !*detail)
-        detail = memcached_strerror(m, rc);
+    const char *raw = memcached_last_error_message(m);
+    char detail[ANYLOCK_ERRMSG_MAX];
+    tidy_detail(raw && *raw ? raw : memcached_strerror(m, rc), detail, sizeof detail);
     if (!op->name)
         return anylock_op_error(op, classify(m, rc), "memcached %s: %s: %s", mc->servers, what, detail);
     return anylock_op_error(op, classify(m, rc), "memcached %s: %s of lock \"%.48s\": %s", mc->servers, what,
@@ -434,7 +453,7 @@ static anylock_status probe_cas(anylock_op *op)
         if (rc == MEMCACHED_SUCCESS)
             rc = read_item(m, key, (size_t)n, &it);
         if (rc != MEMCACHED_SUCCESS) {
-            st = fail(op, m, rc, "the CAS probe");
+            st = fail(op, m, rc, "checking CAS support");
             give_back(op, m, is_broken(m, rc));
             return st;
         }
