@@ -142,6 +142,8 @@ START_TEST(t_url_forms)
     open_fails("sqlite://", ANYLOCK_URL_BAD_PATH, NULL);
     open_fails("sqlite:///", ANYLOCK_URL_BAD_PATH, NULL);
     open_fails("sqlite:///:memory:", ANYLOCK_URL_BAD_PATH, NULL);
+    ck_assert_int_eq(mkdir(path_of("dir.db"), 0700), 0);
+    open_fails(url_of("dir.db", NULL), ANYLOCK_URL_BAD_PATH, path_of("dir.db"));
     open_fails(url_of("p.db", "busy_timeout=soon"), ANYLOCK_URL_BAD_PARAM, NULL);
     open_fails(url_of("p.db", "poll_max=-1"), ANYLOCK_URL_BAD_PARAM, NULL);
     open_fails(url_of("p.db", "journal=wal"), ANYLOCK_URL_UNKNOWN_PARAM, NULL);
