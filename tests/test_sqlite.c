@@ -261,6 +261,8 @@ static int open_gives_access(void)
 
 START_TEST(t_read_only_directory)
 {
+    /* Modes that forbid writing to an unprivileged user (root is made one
+     * in the child), with a world-readable path down to them. */
     char ro[900];
     snprintf(ro, sizeof ro, "%s/ro", tdir);
     ck_assert_int_eq(mkdir(ro, 0755), 0);
@@ -268,12 +270,16 @@ START_TEST(t_read_only_directory)
     snprintf(ro_path, sizeof ro_path, "%s/x.db", ro);
     snprintf(ro_url, sizeof ro_url, "sqlite:///%s", ro_path);
     /* A new file in a directory we may not write. */
+    ck_assert_int_eq(chmod(ro, 0555), 0);
     ck_assert_int_eq(run_unprivileged(open_gives_access), 0);
     /* An existing database we may read but not write. */
+    ck_assert_int_eq(chmod(ro, 0755), 0);
     anylock_client *c = open_ok(ro_url);
     anylock_close(c);
-    ck_assert_int_eq(chmod(ro_path, 0644), 0);
+    ck_assert_int_eq(chmod(ro_path, 0444), 0);
+    ck_assert_int_eq(chmod(ro, 0555), 0);
     ck_assert_int_eq(run_unprivileged(open_gives_access), 0);
+    ck_assert_int_eq(chmod(ro, 0755), 0); /* so that teardown can remove it */
 }
 END_TEST
 
