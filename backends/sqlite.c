@@ -157,9 +157,7 @@ static anylock_status sq_fail(anylock_op *op, const sq_client *sc, sqlite3 *db, 
     case SQLITE_READONLY:
     case SQLITE_PERM:
     case SQLITE_AUTH:
-        st = ANYLOCK_ACCESS;
-        break;
-    case SQLITE_CANTOPEN:
+    case SQLITE_CANTOPEN: /* the file exists (sq_open made it): its permissions forbid */
         st = ANYLOCK_ACCESS;
         break;
     case SQLITE_NOMEM:
