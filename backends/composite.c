@@ -71,6 +71,9 @@ static anylock_status mig_open(anylock_op *op, const anylock_url *url)
     if (url->nhosts || (url->path[0] && strcmp(url->path, "/")))
         return anylock_op_error(op, ANYLOCK_URL_MALFORMED,
                                 "migrate:// takes no host or path: name the stores with ?old=URL&new=URL");
+    if (url->user)
+        return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO,
+                                "migrate:// takes no user or password: put them in the old and new URLs");
     char redacted[2][ANYLOCK_URL_MAX + 1];
     const char *text[2];
     for (int i = OLD; i <= NEW; i++) {

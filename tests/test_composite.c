@@ -256,6 +256,39 @@ START_TEST(t_urls)
 }
 END_TEST
 
+/* Passwords inside the store URLs never show. */
+START_TEST(t_passwords_redacted)
+{
+    static const struct {
+        const char *url;
+        anylock_status want;
+        const char *shown;
+    } cases[] = {
+        {"migrate://?old=memory://al:s3cret@red1&new=memory://bo:p%2540ss@red2&prefix=r:", ANYLOCK_OK,
+         "migrate://?old=memory://al:***@red1&new=memory://bo:***@red2&prefix=r:"},
+        {"migrate://?old=memory%3A%2F%2Fal%3As3cret%40red1&new=memory://red2", ANYLOCK_OK,
+         "migrate://?old=memory://al:***@red1&new=memory://red2"},
+        {"migrate://?old=memory://al:s3cret@red1&new=nosuch://bo:s3cret@x", ANYLOCK_URL_UNKNOWN_SCHEME,
+         "migrate://?old=memory://al:***@red1&new=nosuch://bo:***@x"},
+        {"migrate://u:longs3cret@?old=memory://al:s3cret@red1&new=memory://red2", ANYLOCK_URL_BAD_USERINFO,
+         "migrate://u:***@?old=memory://al:***@red1&new=memory://red2"},
+        {"migrate://u:s@?old=memory://al:s3cret@red1&new=memory://red2", ANYLOCK_URL_BAD_USERINFO,
+         "migrate://u:***@?old=memory://al:***@red1&new=memory://red2"},
+        {"migrate://?old=memory://al:s3cret@red1%3Fprefix%3Dx&new=memory://red2", ANYLOCK_URL_BAD_PARAM,
+         "migrate://?old=memory://al:***@red1?prefix%3Dx&new=memory://red2"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        anylock_client *c = NULL;
+        anylock_status st = anylock_open(cases[i].url, &c);
+        ck_assert_msg(st == cases[i].want, "%s: got %s (%s)", cases[i].url, anylock_status_name(st),
+                      anylock_errmsg(c));
+        ck_assert_str_eq(anylock_client_url(c), cases[i].shown);
+        ck_assert_msg(!strstr(anylock_errmsg(c), "s3cret"), "message shows a password: %s", anylock_errmsg(c));
+        ck_status(anylock_close(c), ANYLOCK_OK);
+    }
+}
+END_TEST
+
 /* ---- both stores ---- */
 
 START_TEST(t_held_in_both)
@@ -646,6 +679,7 @@ static Suite *composite_suite(void)
         const TTest *test;
     } tests[] = {
         {"urls", t_urls},
+        {"passwords_redacted", t_passwords_redacted},
         {"held_in_both", t_held_in_both},
         {"second_fails_releases_first", t_second_fails_releases_first},
         {"first_busy_leaves_second", t_first_busy_leaves_second},
