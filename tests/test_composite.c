@@ -6,11 +6,21 @@
  * overlap, list/inspect see the union, and a store failing mid-operation
  * gives a clear status and leaves nothing held in the other store.
  *
- * Failures are injected through "faulty://", a one-key store defined here and
+ * Failures are injected through "faulty://", a small store defined here and
  * registered at run time with the public backend API.
+ *
+ * Then, for each pair of real stores this build has (two sqlite files,
+ * sqlite and redis, memcached and redis, sqlite and memcached), a child
+ * process starts the servers it needs and runs the conformance suite on the
+ * composite, mixed fleets of processes, and a server killed mid-operation.
+ * (One child per pair, because the conformance suite keeps its
+ * configuration in a static variable.)
  */
+#include "config.h"
+
 #include <check.h>
 #include <pthread.h>
+#include <sys/wait.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -700,6 +710,238 @@ static Suite *composite_suite(void)
     return s;
 }
 
+/* ---- pairs of real stores ---- */
+
+#if defined(ANYLOCK_WITH_SQLITE) || (defined(ANYLOCK_WITH_REDIS) && defined(ANYLOCK_WITH_MEMCACHED))
+#define HAVE_PAIRS 1
+#endif
+
+#ifdef HAVE_PAIRS
+
+enum { OLD_SIDE = 0, NEW_SIDE = 1 };
+
+typedef struct store {
+    const char *kind;     /* "sqlite", "redis", "memcached" */
+    char url[600];
+    test_server srv;
+    int has_server;
+    char dir[256];
+    int can_list;
+    double expiry, slack;
+} store;
+
+static store pair[2];       /* old, new */
+static char pair_url[2048]; /* the composite */
+
+static int store_start(store *s, const char *kind, const char *tag)
+{
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    s->can_list = 1;
+    s->expiry = 0.5;
+    s->slack = 0.3;
+    if (!strcmp(kind, "sqlite")) {
+        if (test_tmpdir(s->dir, sizeof s->dir))
+            return -1;
+        snprintf(s->url, sizeof s->url, "sqlite:///%s/%s.db", s->dir, tag);
+        return 0;
+    }
+    if (!strcmp(kind, "memcached")) {
+        /* memcached counts expiries in whole seconds. */
+        s->expiry = 1.0;
+        s->slack = 1.2;
+    }
+    if (test_server_start(&s->srv, kind, NULL))
+        return -1;
+    s->has_server = 1;
+    snprintf(s->url, sizeof s->url, "%s", s->srv.url);
+    return 0;
+}
+
+static void store_stop(store *s)
+{
+    if (s->has_server)
+        test_server_stop(&s->srv);
+    if (s->dir[0])
+        test_rmtree(s->dir);
+}
+
+/* A client on one side of the pair (0 old, 1 new, 2 the composite) with a
+ * prefix shared by all three. */
+static anylock_client *pair_client(int side, const char *tag)
+{
+    char url[2400];
+    snprintf(url, sizeof url, "%s%cprefix=pair-%s-%ld:", side == 2 ? pair_url : pair[side].url,
+             side == 2 ? '&' : '?', tag, (long)getpid());
+    return open_ok(url);
+}
+
+typedef struct fleet_run {
+    arena ar;
+    int sides[2]; /* which sides the processes use, alternately */
+    char tag[16];
+} fleet_run;
+
+#define PROCESS_ITERATIONS 15
+
+static int fleet_process(int index, void *arg)
+{
+    fleet_run *fr = arg;
+    int side = fr->sides[index % 2];
+    char url[2400];
+    /* getppid(): the test process, whose pid names the prefix. */
+    snprintf(url, sizeof url, "%s%cprefix=pair-%s-%ld:", side == 2 ? pair_url : pair[side].url,
+             side == 2 ? '&' : '?', fr->tag, (long)getppid());
+    anylock_client *c = NULL;
+    if (anylock_open(url, &c) != ANYLOCK_OK) {
+        fprintf(stderr, "fleet process: open: %s\n", anylock_errmsg(c));
+        anylock_close(c);
+        return 1;
+    }
+    anylock_lock *l = NULL;
+    int rc = anylock_lock_new(c, "counter", &l) != ANYLOCK_OK;
+    anylock_lock_set_expires(l, 30);
+    anylock_lock_set_timeout(l, 60);
+    for (int i = 0; i < PROCESS_ITERATIONS && !rc; i++) {
+        anylock_status st = anylock_acquire(l);
+        if (st != ANYLOCK_OK) {
+            fprintf(stderr, "fleet process on %s: acquire: %s (%s)\n", anylock_client_scheme(c),
+                    anylock_strerror(st), anylock_lock_errmsg(l));
+            atomic_fetch_add(&fr->ar.failures, 1);
+            continue;
+        }
+        if (atomic_fetch_add(&fr->ar.inside, 1) != 0)
+            atomic_fetch_add(&fr->ar.overlaps, 1);
+        int v = fr->ar.counter;
+        usleep(500);
+        fr->ar.counter = v + 1;
+        atomic_fetch_sub(&fr->ar.inside, 1);
+        if (anylock_release(l) != ANYLOCK_OK)
+            atomic_fetch_add(&fr->ar.failures, 1);
+    }
+    anylock_lock_free(l);
+    anylock_close(c);
+    return rc;
+}
+
+static void fleet_of_processes(int side_a, int side_b, const char *tag)
+{
+    fleet_run *fr = test_shared_alloc(sizeof *fr);
+    ck_assert_ptr_nonnull(fr);
+    fr->sides[0] = side_a;
+    fr->sides[1] = side_b;
+    snprintf(fr->tag, sizeof fr->tag, "%s", tag);
+    int n = 8;
+    int failed = test_fork_n(n, fleet_process, fr, 240);
+    ck_assert_int_eq(failed, 0);
+    ck_assert_int_eq(atomic_load(&fr->ar.failures), 0);
+    ck_assert_int_eq(atomic_load(&fr->ar.overlaps), 0);
+    ck_assert_int_eq(fr->ar.counter, n * PROCESS_ITERATIONS);
+    test_shared_free(fr, sizeof *fr);
+}
+
+START_TEST(t_processes_old_and_composite)
+{
+    fleet_of_processes(0, 2, "po");
+}
+END_TEST
+
+START_TEST(t_processes_composite_and_new)
+{
+    fleet_of_processes(2, 1, "pn");
+}
+END_TEST
+
+/* The server of one side dies while the composite holds a lock: release
+ * says which store failed, and the other store is left free; an acquire
+ * while it is down fails the same way and takes nothing in the other. */
+START_TEST(t_server_dies)
+{
+    int dying = pair[NEW_SIDE].has_server ? NEW_SIDE : OLD_SIDE;
+    int other = !dying;
+    ck_assert(pair[dying].has_server);
+    anylock_client *comp = pair_client(2, "die"), *direct = pair_client(other, "die");
+    anylock_lock *l = lock_on(comp, "job", 30);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_assert(!is_free(direct, "job"));
+    test_server_kill(&pair[dying].srv);
+    anylock_status st = anylock_release(l);
+    ck_assert_msg(st == ANYLOCK_IO || st == ANYLOCK_CONNECT, "release: %s (%s)", anylock_status_name(st),
+                  anylock_lock_errmsg(l));
+    ck_assert_msg(strstr(anylock_lock_errmsg(l), dying == NEW_SIDE ? "new store" : "old store"), "message: %s",
+                  anylock_lock_errmsg(l));
+    ck_assert(is_free(direct, "job"));
+    ck_status(anylock_lock_set_timeout(l, 2), ANYLOCK_OK);
+    st = anylock_acquire(l);
+    ck_assert_msg(st == ANYLOCK_IO || st == ANYLOCK_CONNECT, "acquire: %s (%s)", anylock_status_name(st),
+                  anylock_lock_errmsg(l));
+    ck_assert(is_free(direct, "job"));
+    anylock_lock_free(l);
+    anylock_close(comp);
+    anylock_close(direct);
+}
+END_TEST
+
+static Suite *pair_suite(const char *label)
+{
+    Suite *s = suite_create(label);
+    TCase *tc = tcase_create("processes_old_and_composite");
+    tcase_set_timeout(tc, 250);
+    tcase_add_test(tc, t_processes_old_and_composite);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("processes_composite_and_new");
+    tcase_set_timeout(tc, 250);
+    tcase_add_test(tc, t_processes_composite_and_new);
+    suite_add_tcase(s, tc);
+    /* Last: it kills a server. */
+    if (pair[OLD_SIDE].has_server || pair[NEW_SIDE].has_server) {
+        tc = tcase_create("server_dies");
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, t_server_dies);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+/* Runs the composite of (old_kind, new_kind) in a child process. */
+static int run_pair(const char *old_kind, const char *new_kind)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return 1;
+    if (pid > 0) {
+        int status = 0;
+        waitpid(pid, &status, 0);
+        return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    }
+    int rc = 1;
+    if (store_start(&pair[OLD_SIDE], old_kind, "old") == 0 && store_start(&pair[NEW_SIDE], new_kind, "new") == 0) {
+        snprintf(pair_url, sizeof pair_url, "migrate://?old=%s&new=%s", pair[OLD_SIDE].url, pair[NEW_SIDE].url);
+        static char label[64];
+        snprintf(label, sizeof label, "migrate %s+%s", old_kind, new_kind);
+        conformance_config cfg = {
+            .label = label,
+            .url = pair_url,
+            .excludes = 1,
+            .cross_process = 1,
+            .can_list = pair[OLD_SIDE].can_list && pair[NEW_SIDE].can_list,
+            .can_reset_all = 1,
+            .expiry = pair[OLD_SIDE].expiry > pair[NEW_SIDE].expiry ? pair[OLD_SIDE].expiry : pair[NEW_SIDE].expiry,
+            .slack = pair[OLD_SIDE].slack > pair[NEW_SIDE].slack ? pair[OLD_SIDE].slack : pair[NEW_SIDE].slack,
+            .processes = 8,
+        };
+        rc = conformance_run(conformance_suite(&cfg), pair_suite(label));
+    } else {
+        fprintf(stderr, "cannot start the %s and %s stores\n", old_kind, new_kind);
+    }
+    store_stop(&pair[OLD_SIDE]);
+    store_stop(&pair[NEW_SIDE]);
+    fflush(NULL);
+    _exit(rc);
+}
+#endif /* HAVE_PAIRS */
+
 int main(void)
 {
     if (anylock_backend_register("faulty", &faulty_backend) != ANYLOCK_OK) {
@@ -717,5 +959,18 @@ int main(void)
         .slack = 0.1,
         .processes = 0,
     };
-    return conformance_run(conformance_suite(&memory_pair), composite_suite());
+    int failed = conformance_run(conformance_suite(&memory_pair), composite_suite());
+#ifdef ANYLOCK_WITH_SQLITE
+    failed |= run_pair("sqlite", "sqlite");
+#endif
+#if defined(ANYLOCK_WITH_SQLITE) && defined(ANYLOCK_WITH_REDIS)
+    failed |= run_pair("sqlite", "redis");
+#endif
+#if defined(ANYLOCK_WITH_MEMCACHED) && defined(ANYLOCK_WITH_REDIS)
+    failed |= run_pair("memcached", "redis");
+#endif
+#if defined(ANYLOCK_WITH_SQLITE) && defined(ANYLOCK_WITH_MEMCACHED)
+    failed |= run_pair("sqlite", "memcached");
+#endif
+    return failed;
 }
