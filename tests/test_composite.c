@@ -726,12 +726,37 @@ typedef struct store {
     test_server srv;
     int has_server;
     char dir[256];
-    int can_list;
+    int can_list, can_reset_all;
     double expiry, slack;
 } store;
 
 static store pair[2];       /* old, new */
 static char pair_url[2048]; /* the composite */
+
+static int ignore_listed(const anylock_info *info, void *ud)
+{
+    (void)info;
+    (void)ud;
+    return 0;
+}
+
+/* Asks the store what it supports, rather than guessing. */
+static int store_probe(store *s)
+{
+    char url[700];
+    snprintf(url, sizeof url, "%s?prefix=probe-%ld:", s->url, (long)getpid());
+    anylock_client *c = NULL;
+    if (anylock_open(url, &c) != ANYLOCK_OK) {
+        fprintf(stderr, "cannot open %s: %s\n", s->url, anylock_errmsg(c));
+        anylock_close(c);
+        return -1;
+    }
+    size_t n;
+    s->can_list = anylock_list(c, ignore_listed, NULL) != ANYLOCK_UNSUPPORTED;
+    s->can_reset_all = anylock_reset_all(c, &n) != ANYLOCK_UNSUPPORTED;
+    anylock_close(c);
+    return 0;
+}
 
 static int store_start(store *s, const char *kind, const char *tag)
 {
@@ -744,7 +769,7 @@ static int store_start(store *s, const char *kind, const char *tag)
         if (test_tmpdir(s->dir, sizeof s->dir))
             return -1;
         snprintf(s->url, sizeof s->url, "sqlite:///%s/%s.db", s->dir, tag);
-        return 0;
+        return store_probe(s);
     }
     if (!strcmp(kind, "memcached")) {
         /* memcached counts expiries in whole seconds. */
@@ -755,7 +780,7 @@ static int store_start(store *s, const char *kind, const char *tag)
         return -1;
     s->has_server = 1;
     snprintf(s->url, sizeof s->url, "%s", s->srv.url);
-    return 0;
+    return store_probe(s);
 }
 
 static void store_stop(store *s)
@@ -927,7 +952,7 @@ static int run_pair(const char *old_kind, const char *new_kind)
             .excludes = 1,
             .cross_process = 1,
             .can_list = pair[OLD_SIDE].can_list && pair[NEW_SIDE].can_list,
-            .can_reset_all = 1,
+            .can_reset_all = pair[OLD_SIDE].can_reset_all && pair[NEW_SIDE].can_reset_all,
             .expiry = pair[OLD_SIDE].expiry > pair[NEW_SIDE].expiry ? pair[OLD_SIDE].expiry : pair[NEW_SIDE].expiry,
             .slack = pair[OLD_SIDE].slack > pair[NEW_SIDE].slack ? pair[OLD_SIDE].slack : pair[NEW_SIDE].slack,
             .processes = 8,
