@@ -772,9 +772,9 @@ static int store_start(store *s, const char *kind, const char *tag)
         return store_probe(s);
     }
     if (!strcmp(kind, "memcached")) {
-        /* memcached counts expiries in whole seconds. */
-        s->expiry = 1.0;
-        s->slack = 1.2;
+        /* memcached counts expiries in whole seconds (as its own test). */
+        s->expiry = 2.0;
+        s->slack = 1.5;
     }
     if (test_server_start(&s->srv, kind, NULL))
         return -1;
@@ -986,7 +986,8 @@ int main(void)
         .processes = 0,
     };
     int failed = conformance_run(conformance_suite(&memory_pair), composite_suite());
-#ifdef ANYLOCK_WITH_SQLITE
+#if defined(ANYLOCK_WITH_SQLITE) && !defined(ANYLOCK_WITH_REDIS)
+    /* Two files: a pair of real stores even in a build without servers. */
     failed |= run_pair("sqlite", "sqlite");
 #endif
 #if defined(ANYLOCK_WITH_SQLITE) && defined(ANYLOCK_WITH_REDIS)
