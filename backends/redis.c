@@ -511,9 +511,10 @@ static anylock_status probe(anylock_op *op, rconn *conn, const char *key, size_t
 }
 
 /* One attempt: SET NX.  *taken = 1 if we got it; otherwise *owner and
- * *pttl describe the holder. */
+ * *pttl describe the holder.  *set_unknown becomes 1 when the SET was sent
+ * but its reply never came (it may have been applied). */
 static anylock_status try_set(anylock_op *op, rconn *conn, int *taken, char owner[ANYLOCK_ID_MAX + 1],
-                              long long *pttl)
+                              long long *pttl, int *set_unknown)
 {
     redisReply *r;
     if (op->expires_ms)
@@ -522,6 +523,8 @@ static anylock_status try_set(anylock_op *op, rconn *conn, int *taken, char owne
     else
         r = redisCommand(conn->ctx, "SET %b %b NX", op->key, op->key_len, op->id, op->id_len);
     anylock_status st = check_reply(op, conn, r, "SET");
+    if (!r)
+        *set_unknown = 1;
     if (st == ANYLOCK_OK) {
         if (r->type == REDIS_REPLY_STATUS)
             *taken = 1;
@@ -577,15 +580,22 @@ static anylock_status redis_acquire(anylock_op *op)
     anylock_status st;
     rconn *conn = NULL;
     int64_t outage_since = 0; /* monotonic ns of the first failure of an outage */
+    int set_unknown = 0;      /* a SET failed on the stream: it may have been applied */
     for (;;) {
         int taken = 0;
         char owner[ANYLOCK_ID_MAX + 1];
         long long pttl = -2;
         st = conn ? ANYLOCK_OK : pool_get(op, s, &conn);
-        if (st == ANYLOCK_OK)
-            st = try_set(op, conn, &taken, owner, &pttl);
+        if (st == ANYLOCK_OK) {
+            st = try_set(op, conn, &taken, owner, &pttl, &set_unknown);
+        }
         if (st == ANYLOCK_OK && taken)
             break;
+        if (st == ANYLOCK_OK && owner[0] && !strcmp(owner, op->id) && set_unknown) {
+            /* Our earlier SET reached the server although its reply was
+             * lost: the lock is ours from that SET. */
+            break;
+        }
         if (st == ANYLOCK_OK && owner[0] && !strcmp(owner, op->id)) {
             st = anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
                                   op->name);
