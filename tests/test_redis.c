@@ -32,6 +32,9 @@ static test_server srv; /* shared by every test but the ones that start their ow
                       anylock_status_name(want));                                                          \
     } while (0)
 
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+
+static anylock_client *open_url(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static anylock_client *open_url(const char *fmt, ...)
 {
     char url[1024];
@@ -295,6 +298,7 @@ static void py_start(py *p, int port)
     ck_assert_str_eq(line, "ready");
 }
 
+static void py_send(py *p, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void py_send(py *p, const char *fmt, ...)
 {
     char cmd[512];
@@ -307,6 +311,7 @@ static void py_send(py *p, const char *fmt, ...)
 }
 
 /* Sends a command and checks its one-line answer. */
+static void py_expect(py *p, const char *want, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static void py_expect(py *p, const char *want, const char *fmt, ...)
 {
     char cmd[512];
