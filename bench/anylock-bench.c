@@ -32,6 +32,7 @@ static void usage(FILE *out)
             "  --cpu-hold-seconds S      hold during which a waiter's CPU is measured (default 3)\n"
             "  --threads                 workers are threads even for stores shared between processes\n"
             "  --quick                   short durations for a smoke run\n"
+            "  --skip-unavailable        leave out URLs whose backend is not built, with a note\n"
             "  --quiet                   no progress lines on stderr\n");
 }
 
@@ -361,7 +362,7 @@ int main(int argc, char **argv)
         .nnprocs = 5,
         .cpu_hold_seconds = 3,
     };
-    enum { O_UNC = 256, O_HO, O_HOLD, O_HOMAX, O_CONT, O_PROCS, O_CPU, O_QUICK };
+    enum { O_UNC = 256, O_HO, O_HOLD, O_HOMAX, O_CONT, O_PROCS, O_CPU, O_QUICK, O_SKIP };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
         {"uncontended-seconds", required_argument, NULL, O_UNC},
@@ -373,11 +374,12 @@ int main(int argc, char **argv)
         {"cpu-hold-seconds", required_argument, NULL, O_CPU},
         {"threads", no_argument, NULL, 't'},
         {"quick", no_argument, NULL, O_QUICK},
+        {"skip-unavailable", no_argument, NULL, O_SKIP},
         {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int c;
+    int c, skip_unavailable = 0;
     while ((c = getopt_long(argc, argv, "jtqh", longopts, NULL)) != -1) {
         double v;
         int bad = 0;
@@ -416,6 +418,9 @@ int main(int argc, char **argv)
         case O_CPU:
             bad = parse_double(optarg, 0.01, 3600, &o.cpu_hold_seconds);
             break;
+        case O_SKIP:
+            skip_unavailable = 1;
+            break;
         case O_QUICK:
             o.uncontended_seconds = 0.3;
             o.handoffs = 40;
@@ -436,15 +441,25 @@ int main(int argc, char **argv)
         usage(stderr);
         return 64;
     }
-    int n = argc - optind;
-    bench_result *rs = calloc((size_t)n, sizeof *rs);
-    if (!rs) {
+    const char **urls = calloc((size_t)(argc - optind), sizeof *urls);
+    bench_result *rs = calloc((size_t)(argc - optind), sizeof *rs);
+    if (!rs || !urls) {
         fprintf(stderr, "anylock-bench: out of memory\n");
         return 70;
     }
+    int n = 0;
+    for (int i = optind; i < argc; i++) {
+        char scheme[32];
+        const char *sep = strstr(argv[i], "://");
+        snprintf(scheme, sizeof scheme, "%.*s", sep ? (int)(sep - argv[i]) : 0, argv[i]);
+        if (skip_unavailable && !anylock_backend_available(scheme))
+            fprintf(stderr, "anylock-bench: %s:// is not built in; left out\n", scheme);
+        else
+            urls[n++] = argv[i];
+    }
     int failed = 0;
     for (int i = 0; i < n; i++) {
-        bench_run_store(argv[optind + i], &o, &rs[i]);
+        bench_run_store(urls[i], &o, &rs[i]);
         failed |= rs[i].error[0] != '\0';
         if (rs[i].error[0] && !o.quiet)
             fprintf(stderr, "%s: %s\n", rs[i].url, rs[i].error);
@@ -456,5 +471,6 @@ int main(int argc, char **argv)
     if (!o.json)
         print_table(rs, n, &o);
     free(rs);
+    free(urls);
     return failed ? 1 : 0;
 }
