@@ -246,9 +246,10 @@ static int memcached_open(bench_floor *f, const floor_url *u, char *err, size_t 
         snprintf(err, errsize, "memcached floor: out of memory");
         return -1;
     }
-    /* The same behaviours a lock client wants: request/response without
-     * Nagle's delay, and the URL's protocol. */
+    /* The behaviours the memcached backend sets that touch a get: no
+     * Nagle's delay, CAS support (a get becomes "gets"), the URL's protocol. */
     memcached_behavior_set(f->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_behavior_set(f->mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
     if (!strcasecmp(protocol, "binary"))
         memcached_behavior_set(f->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
     memcached_return_t rc =
@@ -286,13 +287,14 @@ static int sqlite_open(bench_floor *f, const floor_url *u, char *err, size_t err
         snprintf(err, errsize, "sqlite floor: no file in URL");
         return -1;
     }
-    if (sqlite3_open_v2(path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
+    if (sqlite3_open_v2(path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
         snprintf(err, errsize, "sqlite floor: cannot open %s: %s", path, f->db ? sqlite3_errmsg(f->db) : "?");
         return -1;
     }
-    /* The backend's settings: WAL, synchronous=NORMAL (a commit is durable
-     * against a process crash, which is what a lock needs, without an fsync
-     * per transaction), and a busy timeout so that a writer waits its turn. */
+    /* The backend's settings: a connection used by one thread at a time,
+     * WAL, synchronous=NORMAL (a commit survives a process crash, which is
+     * what a lock needs, without an fsync per transaction), and a busy
+     * timeout so that a writer waits its turn. */
     static const char *const pragmas =
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;";
     if (sqlite3_exec(f->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||

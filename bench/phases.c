@@ -484,7 +484,7 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
     sh->t_release = (int64_t *)(sh + 1);
     sh->t_acquire = sh->t_release + max;
     handoff_arg a = {.ctx = *ctx, .sh = sh, .max = max};
-    snprintf(a.ctx.name, sizeof a.ctx.name, "%s-handoff", ctx->name);
+    snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-handoff", ctx->name);
     a.stop_at = bench_now_ns() + (int64_t)(o->handoff_max_seconds * 1e9);
     if (pipe(a.pipes[0]) || pipe(a.pipes[1])) {
         snprintf(r->error, sizeof r->error, "hand-off: pipe: %s", strerror(errno));
@@ -619,7 +619,7 @@ static int phase_cpu(const store_ctx *ctx, bench_result *r)
         return -1;
     }
     cpu_arg a = {.ctx = *ctx, .sh = sh, .threaded = is_threaded(ctx->url, o)};
-    snprintf(a.ctx.name, sizeof a.ctx.name, "%s-cpu", ctx->name);
+    snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-cpu", ctx->name);
     if (pipe(a.to_parent) || pipe(a.to_holder) || pipe(a.to_waiter)) {
         snprintf(r->error, sizeof r->error, "waiter CPU: pipe: %s", strerror(errno));
         munmap(sh, sizeof *sh);
@@ -740,7 +740,7 @@ static int phase_contended(const store_ctx *ctx, int n, bench_contended *out, ch
         return -1;
     }
     contended_arg a = {.ctx = *ctx, .sh = sh};
-    snprintf(a.ctx.name, sizeof a.ctx.name, "%s-contended-%d", ctx->name, n);
+    snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-contended-%d", ctx->name, n);
     if (pipe(a.ready) || pipe(a.go)) {
         snprintf(err, errsize, "pipe: %s", strerror(errno));
         munmap(sh, size);
