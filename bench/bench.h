@@ -96,6 +96,8 @@ typedef struct bench_result {
     double floor_pairs_per_s, floor_pair_us_p50, floor_pair_us_p99;
     double floor_round_trip_us_p50, floor_round_trip_us_p99;
     double ratio_pairs_per_s; /* ours / floor */
+    double ratio_pair_p50;    /* floor pair p50 / our pair p50: the same ratio from
+                                 medians, which the machine's noise moves less */
 
     /* hand-off: holder's release returning -> waiter's acquire returning */
     int handoffs;
