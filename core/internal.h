@@ -21,7 +21,11 @@
 char *anylock__strdup(const char *s);
 char *anylock__strndup(const char *s, size_t n);
 /* Formats into buf (ANYLOCK_ERRMSG_MAX bytes), truncating safely. */
-void anylock__vformat(char *buf, const char *fmt, va_list ap);
+void anylock__vformat(char *buf, const char *fmt, va_list ap)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 0)))
+#endif
+    ;
 void anylock__format(char *buf, const char *fmt, ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 2, 3)))
