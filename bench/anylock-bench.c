@@ -261,7 +261,7 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
     for (int i = 0; i < n; i++) {
         char x[40];
         if (isfinite(rs[i].ratio_pairs_per_s))
-            cell("%.0f%%%s", 100 * rs[i].ratio_pairs_per_s, goal_word(evaluate(&rs[i]).pairs_90pct_of_floor));
+            cell("%.1f%%%s", 100 * rs[i].ratio_pairs_per_s, goal_word(evaluate(&rs[i]).pairs_90pct_of_floor));
         else
             cell("%s", fmt_num(x, sizeof x, NAN, 0));
     }
@@ -269,7 +269,7 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
     for (int i = 0; i < n; i++) {
         char x[40];
         if (isfinite(rs[i].ratio_pair_p50))
-            cell("%.0f%%", 100 * rs[i].ratio_pair_p50);
+            cell("%.1f%%", 100 * rs[i].ratio_pair_p50);
         else
             cell("%s", fmt_num(x, sizeof x, NAN, 0));
     }
