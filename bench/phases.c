@@ -160,6 +160,7 @@ static void *shared_alloc(size_t size)
     return p == MAP_FAILED ? NULL : p;
 }
 
+static void shared_fail(shared_head *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void shared_fail(shared_head *h, const char *fmt, ...)
 {
     int expected = 0;
@@ -251,6 +252,7 @@ static int is_threaded(const char *url, const bench_options *o)
     return o->force_threads || !strncmp(url, "memory:", 7);
 }
 
+static void progress(const bench_options *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void progress(const bench_options *o, const char *fmt, ...)
 {
     if (o->quiet)
@@ -632,11 +634,10 @@ static int phase_cpu(const store_ctx *ctx, bench_result *r)
         if (worker_start(&w[started], a.threaded, cpu_worker, started, &a) != 0)
             break;
     int failed = started < 2;
-    int held = 0, ready = 0;
+    /* Both report in, in either order: 'H' the holder has the lock, 'W' the
+     * waiter is ready. */
     for (int i = 0; !failed && i < 2; i++) {
         int b = read_byte(a.to_parent[0], 60000);
-        held |= b == 'H';
-        ready |= b == 'W';
         failed = b != 'H' && b != 'W';
     }
     if (!failed) {
