@@ -491,7 +491,7 @@ static anylock_status mc_open(anylock_op *op, const anylock_url *url)
     if (st == ANYLOCK_OK)
         st = anylock_url_param_ms(op, url, "io_timeout", command_ms, &io_ms);
     if (st == ANYLOCK_OK)
-        st = anylock_url_param_ms(op, url, "poll_max", 100, &mc->poll_max_ms);
+        st = anylock_url_param_ms(op, url, "poll_max", 3, &mc->poll_max_ms);
     if (st != ANYLOCK_OK)
         return st;
     if (anylock_url_param_get(url, "io_timeout")) {
