@@ -62,6 +62,14 @@ void cli_print_info_json(FILE *f, const anylock_info *info);
 /* "8.2 s", or "never" for ANYLOCK_FOREVER, into buf. */
 const char *cli_format_seconds(char *buf, size_t size, double seconds);
 
+/* Notes which file descriptors are open (before the store is opened), so
+ * that cli_fds_cloexec() can later keep the library's own descriptors
+ * (sockets, database files) from leaking into the command while the
+ * descriptors anylock was given still reach it, as flock(1) passes them. */
+void cli_fds_snapshot(void);
+void cli_fds_cloexec(void);
+void cli_fds_forget(void);
+
 /* anylock run: takes the lock on client, runs argv as a child, returns the
  * exit status for anylock. */
 int cli_run(anylock_client *client, const cli_options *o, const char *name, char **argv);

@@ -408,6 +408,7 @@ int main(int argc, char **argv)
         o.url = url_buf;
     }
 
+    cli_fds_snapshot();
     anylock_client *c = NULL;
     anylock_status st = anylock_open(o.url, &c);
     if (st != ANYLOCK_OK) {
@@ -432,6 +433,7 @@ int main(int argc, char **argv)
         status = cmd_reset_all(c, &o);
 
     anylock_close(c);
+    cli_fds_forget();
     if (fflush(stdout) != 0 && status == CLI_EXIT_OK) {
         cli_error("cannot write the output: %s", strerror(errno));
         status = CLI_EXIT_SOFTWARE;

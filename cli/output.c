@@ -2,9 +2,12 @@
  * What the anylock command prints: error and verbose messages on stderr, and
  * lock states on stdout, for people or (with --json) for scripts.
  */
+#include <dirent.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "cli.h"
 
@@ -152,4 +155,71 @@ void cli_print_info_json(FILE *f, const anylock_info *info)
     else
         fputs("null", f);
     fputc('}', f);
+}
+
+/* The descriptors open at start, from /proc/self/fd (where there is no
+ * /proc, nothing is recorded and nothing is marked). */
+static int *start_fds;
+static size_t nstart_fds;
+static int have_snapshot;
+
+static int fd_listed(int fd)
+{
+    for (size_t i = 0; i < nstart_fds; i++)
+        if (start_fds[i] == fd)
+            return 1;
+    return 0;
+}
+
+void cli_fds_snapshot(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd == dirfd(d))
+            continue;
+        if (nstart_fds == cap) {
+            size_t ncap = cap ? cap * 2 : 16;
+            int *p = realloc(start_fds, ncap * sizeof *p);
+            if (!p)
+                break;
+            start_fds = p;
+            cap = ncap;
+        }
+        start_fds[nstart_fds++] = fd;
+    }
+    closedir(d);
+    have_snapshot = 1;
+}
+
+void cli_fds_cloexec(void)
+{
+    if (!have_snapshot)
+        return;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        int fd = atoi(e->d_name);
+        if (fd > 2 && fd != dirfd(d) && !fd_listed(fd))
+            fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+    }
+    closedir(d);
+}
+
+void cli_fds_forget(void)
+{
+    free(start_fds);
+    start_fds = NULL;
+    nstart_fds = 0;
+    have_snapshot = 0;
 }

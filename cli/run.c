@@ -363,6 +363,7 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
         cli_error("cannot make a pipe: %s", strerror(errno));
         goto out_release;
     }
+    cli_fds_cloexec();
     pid_t parent = getpid();
     pid_t child = fork();
     if (child < 0) {
