@@ -337,15 +337,24 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
         status = cli_exit_for(st);
         goto out_lock;
     }
+    /* With -v, the lock's remaining time is looked at once per renewal
+     * period: a remaining time that went up means the library's renewal
+     * thread extended it (the library has no per-renewal hook). */
+    double period = 0, last_left = 0, last_look = 0, next_look = 0;
     if (o->verbose) {
         anylock_info info;
         char e[32], r[32];
-        if (anylock_inspect(c, name, &info) == ANYLOCK_OK && info.held && !isinf(info.expires_in))
+        if (anylock_inspect(c, name, &info) == ANYLOCK_OK && info.held && !isinf(info.expires_in)) {
+            period = info.expires_in * 2 / 3;
+            last_left = info.expires_in;
+            last_look = now_s();
+            next_look = last_look + period * 1.25;
             cli_verbose(o, "acquired \"%s\" after %.2f s; it expires in %s, renewed every %s while %s runs", name,
                         waited, cli_format_seconds(e, sizeof e, info.expires_in),
-                        cli_format_seconds(r, sizeof r, info.expires_in * 2 / 3), argv[0]);
-        else
+                        cli_format_seconds(r, sizeof r, period), argv[0]);
+        } else {
             cli_verbose(o, "acquired \"%s\" after %.2f s", name, waited);
+        }
     }
 
     saved_signals saved;
@@ -389,9 +398,12 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
     double kill_at = 0;
     int reported_loss = 0;
     while (!reaped) {
+        double wake = kill_at > 0 ? kill_at : 0;
+        if (next_look > 0 && !lost && (wake == 0 || next_look < wake))
+            wake = next_look;
         int timeout_ms = -1;
-        if (kill_at > 0) {
-            double left = kill_at - now_s();
+        if (wake > 0) {
+            double left = wake - now_s();
             timeout_ms = left > 0 ? (int)ceil(left * 1000) : 0;
         }
         struct pollfd pfd = {.fd = self_pipe[0], .events = POLLIN};
@@ -413,6 +425,22 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
                 kill(child, SIGTERM);
                 kill_at = now_s() + o->kill_after;
             }
+        }
+        if (next_look > 0 && !lost && now_s() >= next_look) {
+            anylock_info info;
+            char e[32];
+            double look = now_s();
+            /* Without a renewal the remaining time would have gone down by
+             * the time since the last look (give or take the store's clock
+             * resolution). */
+            double slack = period * 0.05 > 0.02 ? period * 0.05 : 0.02;
+            if (anylock_inspect(c, name, &info) == ANYLOCK_OK && info.held &&
+                !strcmp(info.owner, anylock_lock_id(lock)) && info.expires_in > last_left - (look - last_look) + slack)
+                cli_verbose(o, "renewed \"%s\": it expires in %s", name,
+                            cli_format_seconds(e, sizeof e, info.expires_in));
+            last_left = info.expires_in;
+            last_look = look;
+            next_look = look + period;
         }
         if (kill_at > 0 && now_s() >= kill_at) {
             cli_error("%s did not stop; killing it", argv[0]);

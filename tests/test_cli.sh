@@ -114,6 +114,8 @@ run_rc 0 "$A" -u memory:// -v run x true
 contains "$tmp/err" "acquired \"x\"" "verbose: acquired"
 contains "$tmp/err" "renewed every" "verbose: renewal"
 contains "$tmp/err" "released \"x\"" "verbose: released"
+run_rc 0 "$A" -u memory:// -v -x 0.6 run x sleep 1.5
+contains "$tmp/err" "renewed \"x\": it expires in" "verbose: renewals are seen"
 
 # JSON strings are escaped.
 run_rc 0 "$A" -u memory:// --json status 'quote"back\slash'
