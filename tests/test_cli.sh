@@ -143,7 +143,23 @@ store_tests() {
     note "store $what: $url"
     local U=(-u "$url")
 
-    run_rc 0 "$A" "${U[@]}" reset-all
+    # A store that cannot list or reset everything (the backend says so)
+    # answers 70 with a message; the rest of the tests adapt.
+    local can_list=1 can_reset_all=1
+    "$A" "${U[@]}" list >"$tmp/out" 2>"$tmp/err"
+    case $? in
+    0) ;;
+    70) can_list=0; note "$what: cannot list: $(cat "$tmp/err")"
+        contains "$tmp/err" "anylock: cannot list" "$what: list refusal message" ;;
+    *) fail "$what: list exited $?: $(cat "$tmp/err")" ;;
+    esac
+    "$A" "${U[@]}" reset-all >"$tmp/out" 2>"$tmp/err"
+    case $? in
+    0) ;;
+    70) can_reset_all=0; note "$what: cannot reset-all: $(cat "$tmp/err")"
+        contains "$tmp/err" "anylock: cannot reset" "$what: reset-all refusal message" ;;
+    *) fail "$what: reset-all exited $?: $(cat "$tmp/err")" ;;
+    esac
     run_rc 0 "$A" "${U[@]}" status L
     [ "$(cat "$tmp/out")" = free ] || fail "$what: status of a free lock: $(cat "$tmp/out")"
     run_rc 0 "$A" "${U[@]}" status --json L
@@ -158,14 +174,17 @@ store_tests() {
     local a=$!; pids+=("$a")
     wait_for 10 grep -q A-start "$d/log" || fail "$what: A never started"
     run_rc 0 "$A" "${U[@]}" status L
-    contains "$tmp/out" "held by holder-A, expires in" "$what: status held"
+    contains "$tmp/out" "held by holder-A, " "$what: status held"
     run_rc 0 "$A" "${U[@]}" --json status L
     contains "$tmp/out" '"held":true,"owner":"holder-A","expires_in":' "$what: status --json held"
-    run_rc 0 "$A" "${U[@]}" list
-    contains "$tmp/out" "L: held by holder-A" "$what: list"
-    run_rc 0 "$A" "${U[@]}" list --json
-    python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); assert [x["owner"] for x in l if x["name"]=="L"]==["holder-A"], l' \
-        "$tmp/out" || fail "$what: list --json: $(cat "$tmp/out")"
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" || fail "$what: status --json is not JSON"
+    if [ "$can_list" = 1 ]; then
+        run_rc 0 "$A" "${U[@]}" list
+        contains "$tmp/out" "L: held by holder-A" "$what: list"
+        run_rc 0 "$A" "${U[@]}" list --json
+        python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); assert [x["owner"] for x in l if x["name"]=="L"]==["holder-A"], l' \
+            "$tmp/out" || fail "$what: list --json: $(cat "$tmp/out")"
+    fi
     run_rc 1 "$A" "${U[@]}" -w 0 run L echo should-not-run
     [ -s "$tmp/out" ] && fail "$what: the command ran without the lock"
     run_rc 7 "$A" "${U[@]}" -w 0 -E 7 run L true
@@ -239,6 +258,7 @@ store_tests() {
     wait_for 10 sh -c "! kill -0 $(cat "$d/pid2")" || fail "$what: the child of a SIGKILLed anylock still runs"
 
     # reset-all frees everything under the prefix.
+    [ "$can_reset_all" = 1 ] || return 0
     "$A" "${U[@]}" -x 1 run M1 sleep 30 >/dev/null 2>&1 &
     local m1=$!; pids+=("$m1")
     "$A" "${U[@]}" -x 1 run M2 sleep 30 >/dev/null 2>&1 &
@@ -247,8 +267,12 @@ store_tests() {
         fail "$what: M1/M2 never held"
     run_rc 0 "$A" "${U[@]}" reset-all
     contains "$tmp/out" "reset" "$what: reset-all output"
-    run_rc 0 "$A" "${U[@]}" list
-    [ -s "$tmp/out" ] && fail "$what: list after reset-all: $(cat "$tmp/out")"
+    run_rc 0 "$A" "${U[@]}" status M1
+    [ "$(cat "$tmp/out")" = free ] || fail "$what: M1 after reset-all: $(cat "$tmp/out")"
+    if [ "$can_list" = 1 ]; then
+        run_rc 0 "$A" "${U[@]}" list
+        [ -s "$tmp/out" ] && fail "$what: list after reset-all: $(cat "$tmp/out")"
+    fi
     wait_pid 20 "$m1"; wait_pid 20 "$m2"
 }
 
