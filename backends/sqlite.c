@@ -29,12 +29,16 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#ifdef __linux__
+#include <sys/inotify.h>
+#endif
 #include <time.h>
 #include <unistd.h>
 
@@ -238,25 +242,41 @@ static void boot_id(char out[64])
     out[strcspn(out, "\n")] = 0;
 }
 
-/* Creates the schema in an empty database, or checks that the database is
- * anylock's and of a version this code knows.  Runs in one IMMEDIATE
- * transaction so that processes opening a new file at once agree. */
-static anylock_status schema_setup(anylock_op *op, const sq_client *sc, sq_conn *c)
+/* Reads the boot id the database was last used under: 1 if it is this
+ * boot's, 0 if not, or a negative SQLite code. */
+static int same_boot(sq_conn *c, const char *boot)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(c->db, "SELECT value FROM anylock_meta WHERE name = 'boot_id'", -1, &s, NULL);
+    int same = 0;
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(s);
+        same = rc == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(s, 0), boot);
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(s);
+    return rc != SQLITE_OK ? -rc : same;
+}
+
+/* Checks, inside the transaction already begun, that the database is
+ * anylock's, of a version this code knows, and of this boot.  With write,
+ * also creates the schema in an empty database and forgets the rows of an
+ * older boot; without, *needs_write says whether that is needed. */
+static anylock_status schema_check(anylock_op *op, const sq_client *sc, sq_conn *c, int write, int *needs_write)
 {
     int64_t app = 0, version = 0, objects = 0;
-    int rc = exec(c, "BEGIN IMMEDIATE");
-    if (rc != SQLITE_OK)
-        return sq_fail(op, sc, c->db, rc, "opening the database");
+    int rc;
+    *needs_write = 0;
     if ((rc = query_int(c, "PRAGMA application_id", &app)) != SQLITE_OK ||
         (rc = query_int(c, "PRAGMA user_version", &version)) != SQLITE_OK ||
-        (rc = query_int(c, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK) {
-        anylock_status st = sq_fail(op, sc, c->db, rc, "reading the schema");
-        exec(c, "ROLLBACK");
-        return st;
-    }
-    anylock_status st = ANYLOCK_OK;
+        (rc = query_int(c, "SELECT count(*) FROM sqlite_master", &objects)) != SQLITE_OK)
+        return sq_fail(op, sc, c->db, rc, "reading the schema");
     if (app == 0 && version == 0 && objects == 0) {
         /* A new (empty) database: make it ours. */
+        if (!write) {
+            *needs_write = 1;
+            return ANYLOCK_OK;
+        }
         rc = exec(c, "CREATE TABLE anylock_locks ("
                      " key BLOB PRIMARY KEY NOT NULL,"
                      " owner TEXT NOT NULL,"
@@ -267,57 +287,71 @@ static anylock_status schema_setup(anylock_op *op, const sq_client *sc, sq_conn 
                      "PRAGMA application_id = 1095653708;" /* SQ_APPLICATION_ID */
                      "PRAGMA user_version = 1;");          /* SQ_SCHEMA_VERSION */
         if (rc != SQLITE_OK)
-            st = sq_fail(op, sc, c->db, rc, "creating the schema");
+            return sq_fail(op, sc, c->db, rc, "creating the schema");
     } else if (app != SQ_APPLICATION_ID) {
-        st = anylock_op_error(op, ANYLOCK_STORE,
-                              "sqlite %.200s: the file is a SQLite database of another application "
-                              "(not created by anylock); refusing to use it",
-                              sc->path);
+        return anylock_op_error(op, ANYLOCK_STORE,
+                                "sqlite %.200s: the file is a SQLite database of another application "
+                                "(not created by anylock); refusing to use it",
+                                sc->path);
     } else if (version > SQ_SCHEMA_VERSION || version < 1) {
-        st = anylock_op_error(op, ANYLOCK_STORE,
-                              "sqlite %.200s: schema version %lld is not one this anylock knows (%d); "
-                              "a newer anylock made it",
-                              sc->path, (long long)version, SQ_SCHEMA_VERSION);
+        return anylock_op_error(op, ANYLOCK_STORE,
+                                "sqlite %.200s: schema version %lld is not one this anylock knows (%d); "
+                                "a newer anylock made it",
+                                sc->path, (long long)version, SQ_SCHEMA_VERSION);
     }
-    /* Migrations from older schema versions go here, in this transaction. */
+    /* Migrations from older schema versions go here (needing write). */
 
-    if (st == ANYLOCK_OK) {
-        /* A reboot restarts the monotonic clock: rows with an expiry from an
-         * older boot are dead and their times meaningless. */
-        char boot[64];
-        boot_id(boot);
-        sqlite3_stmt *s = NULL;
-        rc = sqlite3_prepare_v2(c->db, "SELECT value FROM anylock_meta WHERE name = 'boot_id'", -1, &s, NULL);
-        int same = 0;
-        if (rc == SQLITE_OK) {
-            rc = sqlite3_step(s);
-            same = rc == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(s, 0), boot);
-            rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-        }
-        sqlite3_finalize(s);
-        if (rc == SQLITE_OK && !same) {
-            rc = exec(c, "DELETE FROM anylock_locks WHERE expires_at > 0");
-            if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO anylock_meta(name, value) VALUES ('boot_id', ?1)",
-                                        -1, &s, NULL);
-            if (rc == SQLITE_OK) {
-                sqlite3_bind_text(s, 1, boot, -1, SQLITE_TRANSIENT);
-                rc = sqlite3_step(s);
-                rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-                sqlite3_finalize(s);
-            }
-        }
-        if (rc != SQLITE_OK)
-            st = sq_fail(op, sc, c->db, rc, "checking the boot id");
+    /* A reboot restarts the monotonic clock: rows with an expiry from an
+     * older boot are dead and their times meaningless. */
+    char boot[64];
+    boot_id(boot);
+    int same = same_boot(c, boot);
+    if (same < 0)
+        return sq_fail(op, sc, c->db, -same, "checking the boot id");
+    if (same)
+        return ANYLOCK_OK;
+    if (!write) {
+        *needs_write = 1;
+        return ANYLOCK_OK;
     }
-    if (st == ANYLOCK_OK) {
-        rc = exec(c, "COMMIT");
+    sqlite3_stmt *s = NULL;
+    rc = exec(c, "DELETE FROM anylock_locks WHERE expires_at > 0");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_prepare_v2(c->db, "INSERT OR REPLACE INTO anylock_meta(name, value) VALUES ('boot_id', ?1)", -1,
+                                &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, boot, -1, SQLITE_TRANSIENT);
+        rc = sqlite3_step(s);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_OK)
+        return sq_fail(op, sc, c->db, rc, "recording the boot id");
+    return ANYLOCK_OK;
+}
+
+/* Checks the database in a read transaction, which works even while
+ * another process writes; only a new file or a new boot takes the write
+ * lock, in an IMMEDIATE transaction that checks again, so that processes
+ * opening a new file at once agree. */
+static anylock_status schema_setup(anylock_op *op, const sq_client *sc, sq_conn *c)
+{
+    for (int write = 0; write < 2; write++) {
+        int rc = exec(c, write ? "BEGIN IMMEDIATE" : "BEGIN");
         if (rc != SQLITE_OK)
+            return sq_fail(op, sc, c->db, rc, "opening the database");
+        int needs_write = 0;
+        anylock_status st = schema_check(op, sc, c, write, &needs_write);
+        if (st == ANYLOCK_OK && (rc = exec(c, "COMMIT")) != SQLITE_OK)
             st = sq_fail(op, sc, c->db, rc, "creating the schema");
+        if (st != ANYLOCK_OK) {
+            exec(c, "ROLLBACK");
+            return st;
+        }
+        if (!needs_write)
+            return ANYLOCK_OK;
     }
-    if (st != ANYLOCK_OK)
-        exec(c, "ROLLBACK");
-    return st;
+    return ANYLOCK_OK;
 }
 
 /* Switches the database to WAL (persistent in the file), in which readers
@@ -589,6 +623,55 @@ static int data_version(sq_conn *c, int64_t *v)
     return rc;
 }
 
+/* Opens an inotify descriptor watching the database's WAL file, to which
+ * every commit by any process writes: a waiter then sleeps until a commit
+ * instead of polling.  -1 where that is not available (not Linux, no WAL
+ * file yet, or the per-user inotify limit reached); the waiter then polls. */
+static int wal_watch(sq_conn *c)
+{
+#ifdef __linux__
+    const char *db = sqlite3_db_filename(c->db, "main");
+    if (!db || !db[0])
+        return -1;
+    size_t n = strlen(db);
+    char *wal = malloc(n + 5);
+    if (!wal)
+        return -1;
+    memcpy(wal, db, n);
+    memcpy(wal + n, "-wal", 5);
+    int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (fd >= 0 && inotify_add_watch(fd, wal, IN_MODIFY) < 0) {
+        close(fd);
+        fd = -1;
+    }
+    free(wal);
+    return fd;
+#else
+    (void)c;
+    return -1;
+#endif
+}
+
+/* Sleeps until the watch fires or until wake (monotonic ns); 1 if it
+ * fired. */
+static int wal_wait(int fd, int64_t wake)
+{
+    int64_t left = wake - anylock_now_ns();
+    if (left <= 0)
+        return 0;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, (int)((left + 999999) / 1000000)) <= 0)
+        return 0;
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+    return 1;
+}
+
+/* With a watch, how long a waiter sleeps at most without an event: a
+ * safety net only, since every commit writes the WAL file. */
+#define SQ_WATCH_SAFETY_NS (100 * (int64_t)1000000)
+
 static anylock_status sq_acquire(anylock_op *op)
 {
     sq_client *sc = op->state;
@@ -596,6 +679,13 @@ static anylock_status sq_acquire(anylock_op *op)
     anylock_status st = conn_get(op, sc, &c);
     if (st != ANYLOCK_OK)
         return st;
+    int watch = -2; /* -2: not tried yet; -1: unavailable, poll */
+    /* A commit writes its WAL frames first and publishes them in the
+     * shared-memory index after, which makes no event: when an event shows
+     * no change yet, look again after 1, 2, 4 and 8 ms. */
+    int64_t settle_ns = 0;
+    anylock_backoff b;
+    anylock_backoff_init(&b, 1, sc->poll_max_ms);
     for (;;) {
         int64_t version = 0, holder_expiry = 0;
         /* Read the version before trying, so that a release committed right
@@ -608,12 +698,13 @@ static anylock_status sq_acquire(anylock_op *op)
         st = try_once(op, sc, c, &holder_expiry);
         if (st != ANYLOCK_BUSY || op->deadline == 0)
             break;
-        /* Wait for a commit by someone else or the holder's expiry. */
-        anylock_backoff b;
-        anylock_backoff_init(&b, 1, sc->poll_max_ms);
-        int retry = 0;
-        while (!retry) {
-            if (!anylock_backoff_wait(&b, op->deadline)) {
+        if (watch == -2)
+            watch = wal_watch(c);
+        /* Wait, holding no transaction, for a commit by someone else that
+         * leaves the row free, or for the holder's expiry. */
+        for (;;) {
+            int64_t now = anylock_now_ns();
+            if (op->deadline != ANYLOCK_DEADLINE_NEVER && now >= op->deadline) {
                 st = ANYLOCK_TIMEOUT;
                 goto out;
             }
@@ -623,10 +714,45 @@ static anylock_status sq_acquire(anylock_op *op)
                 st = sq_fail(op, sc, c->db, rc, "acquire");
                 goto out;
             }
-            retry = now_version != version || (holder_expiry && now_ms_floor() >= holder_expiry);
+            if (holder_expiry && now / 1000000 >= holder_expiry)
+                break;
+            if (now_version != version) {
+                /* Something changed: look (reading only, so waiters do not
+                 * queue for the write lock) before trying again. */
+                version = now_version;
+                char owner[ANYLOCK_ID_MAX + 1];
+                int64_t expires_at = 0;
+                int found = get_row(c, op, now / 1000000, owner, &expires_at);
+                if (found < 0) {
+                    st = sq_fail(op, sc, c->db, -found, "acquire");
+                    goto out;
+                }
+                if (!found || !strcmp(owner, op->id))
+                    break;
+                holder_expiry = expires_at;
+                anylock_backoff_init(&b, 1, sc->poll_max_ms);
+            }
+            if (watch >= 0) {
+                int64_t wake = now + SQ_WATCH_SAFETY_NS;
+                if (holder_expiry && holder_expiry * 1000000 < wake)
+                    wake = holder_expiry * 1000000;
+                if (settle_ns && now + settle_ns < wake)
+                    wake = now + settle_ns;
+                if (op->deadline < wake)
+                    wake = op->deadline;
+                if (wal_wait(watch, wake))
+                    settle_ns = 1000000;
+                else if (settle_ns)
+                    settle_ns = settle_ns >= 8000000 ? 0 : settle_ns * 2;
+            } else if (!anylock_backoff_wait(&b, op->deadline)) {
+                st = ANYLOCK_TIMEOUT;
+                goto out;
+            }
         }
     }
 out:
+    if (watch >= 0)
+        close(watch);
     conn_put(sc, c);
     return st;
 }

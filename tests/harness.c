@@ -20,9 +20,15 @@
 #define MAX_SERVERS 16
 static test_server *running[MAX_SERVERS];
 static int atexit_set;
+/* The process that started the servers: Check forks a child per test, and
+ * a child's exit() runs the atexit handlers it inherited, which must not
+ * stop the parent's servers. */
+static pid_t owner_pid;
 
 static void stop_all(void)
 {
+    if (getpid() != owner_pid)
+        return;
     for (int i = 0; i < MAX_SERVERS; i++)
         if (running[i] && running[i]->pid)
             test_server_stop(running[i]);
@@ -33,6 +39,7 @@ static void track(test_server *s, int on)
     if (!atexit_set) {
         atexit(stop_all);
         atexit_set = 1;
+        owner_pid = getpid();
     }
     for (int i = 0; i < MAX_SERVERS; i++) {
         if (on && !running[i]) {

@@ -1,0 +1,755 @@
+/*
+ * redis:// against a real redis-server on a free loopback port: the whole
+ * conformance suite (50 contending processes), then what is the redis
+ * backend's own: the wire format seen through a raw hiredis connection,
+ * interop with a Python client speaking python-redis-lock's protocol, waking
+ * and crash recovery, server restarts, a dead server, AUTH, database
+ * selection, the unix-socket form and NOSCRIPT recovery.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+#include "anylock.h"
+#include "conformance.h"
+#include "harness.h"
+
+static test_server srv; /* shared by every test but the ones that start their own */
+
+#define ck_status(expr, want)                                                                              \
+    do {                                                                                                   \
+        anylock_status st_ = (expr);                                                                       \
+        ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
+                      anylock_status_name(want));                                                          \
+    } while (0)
+
+static anylock_client *open_url(const char *fmt, ...)
+{
+    char url[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(url, sizeof url, fmt, ap);
+    va_end(ap);
+    anylock_client *c = NULL;
+    anylock_status st = anylock_open(url, &c);
+    ck_assert_msg(st == ANYLOCK_OK, "open %s: %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
+    return c;
+}
+
+static anylock_lock *new_lock(anylock_client *c, const char *name, double expires, double timeout)
+{
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(c, name, &l), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(l, expires), ANYLOCK_OK);
+    if (timeout >= 0)
+        ck_status(anylock_lock_set_timeout(l, timeout), ANYLOCK_OK);
+    return l;
+}
+
+/* ---- a raw connection ---------------------------------------------------- */
+
+static redisContext *raw(int port)
+{
+    redisContext *r = redisConnect("127.0.0.1", port);
+    ck_assert_msg(r && !r->err, "raw connect: %s", r ? r->errstr : "nomem");
+    return r;
+}
+
+static long long raw_int(redisContext *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_msg(rep->type == REDIS_REPLY_INTEGER, "%s: reply type %d", fmt, rep->type);
+    long long v = rep->integer;
+    freeReplyObject(rep);
+    return v;
+}
+
+/* The string reply in buf ("" for nil). */
+static void raw_str(redisContext *r, char *buf, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *rep = redisvCommand(r, fmt, ap);
+    va_end(ap);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_msg(rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_NIL ||
+                      rep->type == REDIS_REPLY_STATUS,
+                  "%s: reply type %d (%s)", fmt, rep->type, rep->type == REDIS_REPLY_ERROR ? rep->str : "");
+    snprintf(buf, size, "%s", rep->type == REDIS_REPLY_NIL ? "" : rep->str);
+    freeReplyObject(rep);
+}
+
+/* ---- wire format ---------------------------------------------------------- */
+
+START_TEST(t_wire_keys)
+{
+    anylock_client *c = open_url("%s", srv.url);
+    ck_assert_str_eq(anylock_client_prefix(c), "lock:");
+    anylock_lock *l = new_lock(c, "wire job", 30, -1);
+    redisContext *r = raw(srv.port);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+
+    /* lock:<name> holds the id: 24 characters of standard base64. */
+    char val[128];
+    raw_str(r, val, sizeof val, "GET %s", "lock:wire job");
+    ck_assert_str_eq(val, anylock_lock_id(l));
+    ck_assert_uint_eq(strlen(val), 24);
+    for (const char *p = val; *p; p++)
+        ck_assert_msg(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", *p), "id %s", val);
+    long long pttl = raw_int(r, "PTTL %s", "lock:wire job");
+    ck_assert_msg(pttl > 25000 && pttl <= 30000, "PTTL %lld", pttl);
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "lock-signal:wire job"), 0);
+
+    /* Release pushes one "1" on lock-signal:<name>, expiring within
+     * signal_expire (default 1 s); a second release keeps one element. */
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "lock:wire job"), 0);
+    ck_assert_int_eq(raw_int(r, "LLEN %s", "lock-signal:wire job"), 1);
+    pttl = raw_int(r, "PTTL %s", "lock-signal:wire job");
+    ck_assert_msg(pttl > 0 && pttl <= 1000, "signal PTTL %lld", pttl);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_assert_int_eq(raw_int(r, "LLEN %s", "lock-signal:wire job"), 1);
+    raw_str(r, val, sizeof val, "LINDEX %s 0", "lock-signal:wire job");
+    ck_assert_str_eq(val, "1");
+
+    /* A lock without expiry has none in the store either. */
+    ck_status(anylock_lock_set_expires(l, ANYLOCK_FOREVER), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_assert_int_eq(raw_int(r, "PTTL %s", "lock:wire job"), -1);
+    ck_status(anylock_extend(l, 5), ANYLOCK_NOT_EXPIRABLE);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+
+    /* Sub-second expiry is sent as milliseconds, not truncated. */
+    ck_status(anylock_lock_set_expires(l, 0.25), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    pttl = raw_int(r, "PTTL %s", "lock:wire job");
+    ck_assert_msg(pttl > 0 && pttl <= 250, "PTTL %lld for a 0.25 s expiry", pttl);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+
+    anylock_lock_free(l);
+    anylock_close(c);
+    redisFree(r);
+}
+END_TEST
+
+START_TEST(t_wire_prefix_and_signal_expire)
+{
+    redisContext *r = raw(srv.port);
+    struct {
+        const char *prefix, *lock_key, *signal_key;
+    } cases[] = {
+        {"app:", "app:p", "app-signal:p"},
+        {"app", "appp", "app-signal:p"},
+        {"a::", "a::p", "a:-signal:p"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        anylock_client *c = open_url("%s?prefix=%s&signal_expire=0.3", srv.url, cases[i].prefix);
+        anylock_lock *l = new_lock(c, "p", 30, -1);
+        ck_status(anylock_acquire(l), ANYLOCK_OK);
+        char val[128];
+        raw_str(r, val, sizeof val, "GET %s", cases[i].lock_key);
+        ck_assert_str_eq(val, anylock_lock_id(l));
+        ck_status(anylock_release(l), ANYLOCK_OK);
+        ck_assert_int_eq(raw_int(r, "LLEN %s", cases[i].signal_key), 1);
+        long long pttl = raw_int(r, "PTTL %s", cases[i].signal_key);
+        ck_assert_msg(pttl > 0 && pttl <= 300, "%s: signal PTTL %lld", cases[i].signal_key, pttl);
+        anylock_lock_free(l);
+        anylock_close(c);
+    }
+    /* reset_all and list see lock keys only, not the signal lists that a
+     * prefix without ':' also matches, and a glob character in the prefix
+     * matches itself only. */
+    anylock_client *c = open_url("%s?prefix=app", srv.url);
+    anylock_client *g = open_url("%s?prefix=a*", srv.url);
+    anylock_lock *l = new_lock(c, "q", 30, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    size_t n = 99;
+    ck_status(anylock_reset_all(g, &n), ANYLOCK_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "appq"), 1);
+    ck_status(anylock_reset_all(c, &n), ANYLOCK_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "appq"), 0);
+    ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
+    anylock_lock_free(l);
+    anylock_close(g);
+    anylock_close(c);
+    redisFree(r);
+}
+END_TEST
+
+START_TEST(t_noscript_recovery)
+{
+    anylock_client *c = open_url("%s?prefix=ns:", srv.url);
+    anylock_lock *l = new_lock(c, "flush", 30, -1);
+    redisContext *r = raw(srv.port);
+    char val[64];
+    for (int round = 0; round < 2; round++) {
+        ck_status(anylock_acquire(l), ANYLOCK_OK);
+        raw_str(r, val, sizeof val, "SCRIPT FLUSH");
+        ck_status(anylock_extend(l, 20), ANYLOCK_OK);
+        long long pttl = raw_int(r, "PTTL %s", "ns:flush");
+        ck_assert_msg(pttl > 15000 && pttl <= 20000, "PTTL %lld after extend", pttl);
+        raw_str(r, val, sizeof val, "SCRIPT FLUSH");
+        ck_status(anylock_release(l), ANYLOCK_OK);
+        ck_assert_int_eq(raw_int(r, "EXISTS %s", "ns:flush"), 0);
+        raw_str(r, val, sizeof val, "SCRIPT FLUSH");
+        ck_status(anylock_acquire(l), ANYLOCK_OK);
+        ck_status(anylock_reset(c, "flush"), ANYLOCK_OK);
+        ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
+    }
+    anylock_lock_free(l);
+    anylock_close(c);
+    redisFree(r);
+}
+END_TEST
+
+/* ---- Python interop ------------------------------------------------------- */
+
+typedef struct py {
+    pid_t pid;
+    int to;   /* its stdin */
+    int from; /* its stdout */
+} py;
+
+static void script_path(char *buf, size_t size)
+{
+    const char *top = getenv("top_srcdir");
+    if (top && *top) {
+        snprintf(buf, size, "%s/tests/redis_interop.py", top);
+        return;
+    }
+    /* Run by hand: the script sits next to this source file. */
+    snprintf(buf, size, "%s", __FILE__);
+    char *slash = strrchr(buf, '/');
+    snprintf(slash ? slash + 1 : buf, size - (size_t)(slash ? slash + 1 - buf : 0), "redis_interop.py");
+}
+
+/* Reads one line within timeout seconds; 0 on success. */
+static int py_line(py *p, char *buf, size_t size, double timeout)
+{
+    size_t n = 0;
+    double end = test_now() + timeout;
+    while (n + 1 < size) {
+        int ms = (int)((end - test_now()) * 1000);
+        if (ms <= 0)
+            return -1;
+        struct pollfd pfd = {.fd = p->from, .events = POLLIN};
+        int rc = poll(&pfd, 1, ms);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            return -1;
+        char ch;
+        if (read(p->from, &ch, 1) != 1)
+            return -1;
+        if (ch == '\n')
+            break;
+        buf[n++] = ch;
+    }
+    buf[n] = '\0';
+    return 0;
+}
+
+static void py_start(py *p, int port)
+{
+    char path[1024], portstr[16];
+    script_path(path, sizeof path);
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int in[2], out[2];
+    ck_assert_int_eq(pipe(in), 0);
+    ck_assert_int_eq(pipe(out), 0);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[0]);
+        close(in[1]);
+        close(out[0]);
+        close(out[1]);
+        execl("/usr/bin/python3", "python3", path, "127.0.0.1", portstr, (char *)NULL);
+        fprintf(stderr, "cannot run /usr/bin/python3 %s: %s\n", path, strerror(errno));
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    p->to = in[1];
+    p->from = out[0];
+    char line[128];
+    ck_assert_msg(py_line(p, line, sizeof line, 20) == 0, "the Python client did not start (%s)", path);
+    ck_assert_str_eq(line, "ready");
+}
+
+static void py_send(py *p, const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    cmd[n++] = '\n';
+    ck_assert_int_eq(write(p->to, cmd, (size_t)n), n);
+}
+
+/* Sends a command and checks its one-line answer. */
+static void py_expect(py *p, const char *want, const char *fmt, ...)
+{
+    char cmd[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    py_send(p, "%s", cmd);
+    char line[256];
+    ck_assert_msg(py_line(p, line, sizeof line, 20) == 0, "no answer from Python to \"%s\"", cmd);
+    ck_assert_msg(!strcmp(line, want), "Python \"%s\": got \"%s\", want \"%s\"", cmd, line, want);
+}
+
+static void py_stop(py *p)
+{
+    py_send(p, "quit");
+    close(p->to);
+    close(p->from);
+    int status;
+    waitpid(p->pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the Python client failed (status %d)", status);
+}
+
+START_TEST(t_interop_c_holds)
+{
+    py p;
+    py_start(&p, srv.port);
+    anylock_client *c = open_url("%s", srv.url);
+    anylock_lock *l = new_lock(c, "interop-c", 30, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    py_expect(&p, anylock_lock_id(l), "owner interop-c");
+    py_expect(&p, "timeout", "acquire interop-c pyid 30 1");
+
+    /* Python blocks; C's release wakes it long before the 30 s expiry. */
+    py_send(&p, "acquire interop-c pyid 30 none");
+    char line[64];
+    ck_assert_int_ne(py_line(&p, line, sizeof line, 0.5), 0); /* still waiting */
+    double t0 = test_now();
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_assert_int_eq(py_line(&p, line, sizeof line, 20), 0);
+    ck_assert_str_eq(line, "acquired");
+    ck_assert_msg(test_now() - t0 < 10, "Python woke %.2f s after release", test_now() - t0);
+
+    /* Now Python holds: C is excluded, sees the owner, and cannot release. */
+    anylock_lock *m = new_lock(c, "interop-c", 30, -1);
+    ck_status(anylock_try_acquire(m), ANYLOCK_BUSY);
+    char owner[ANYLOCK_ID_MAX + 1];
+    ck_status(anylock_owner(m, owner, sizeof owner), ANYLOCK_OK);
+    ck_assert_str_eq(owner, "pyid");
+
+    /* Same id on both sides: each says "already held". */
+    ck_status(anylock_lock_set_id(m, "pyid"), ANYLOCK_OK);
+    ck_status(anylock_acquire(m), ANYLOCK_ALREADY_HELD);
+    /* Python's release wakes nobody here but leaves the one-element signal. */
+    redisContext *r = raw(srv.port);
+    ck_status(anylock_try_acquire(l), ANYLOCK_BUSY);
+    py_expect(&p, "released", "release interop-c pyid");
+    ck_assert_int_eq(raw_int(r, "LLEN %s", "lock-signal:interop-c"), 1);
+    redisFree(r);
+    anylock_lock_free(m);
+    anylock_lock_free(l);
+    anylock_close(c);
+    py_stop(&p);
+}
+END_TEST
+
+START_TEST(t_interop_python_holds)
+{
+    py p;
+    py_start(&p, srv.port);
+    anylock_client *c = open_url("%s", srv.url);
+    py_expect(&p, "acquired", "acquire interop-py pyid 30 none");
+
+    /* C waits and gets the lock when Python releases. */
+    anylock_lock *l = new_lock(c, "interop-py", 10, 10);
+    pid_t releaser = fork();
+    if (releaser == 0) {
+        test_sleep(0.5);
+        py_send(&p, "release interop-py pyid");
+        _exit(0);
+    }
+    double t0 = test_now();
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    double waited = test_now() - t0;
+    waitpid(releaser, NULL, 0);
+    char line[64];
+    ck_assert_int_eq(py_line(&p, line, sizeof line, 20), 0);
+    ck_assert_str_eq(line, "released");
+    ck_assert_msg(waited >= 0.3 && waited < 8, "C waited %.2f s for a release after 0.5 s", waited);
+
+    /* Python extends and resets C's lock; C sees both. */
+    redisContext *r = raw(srv.port);
+    py_expect(&p, "notheld", "extend interop-py pyid 100");
+    py_expect(&p, "extended", "extend interop-py %s 100", anylock_lock_id(l));
+    long long pttl = raw_int(r, "PTTL %s", "lock:interop-py");
+    ck_assert_msg(pttl > 90000, "PTTL %lld after Python's extend to 100 s", pttl);
+    py_expect(&p, "reset", "reset interop-py");
+    ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
+
+    /* C resets Python's lock; Python sees it gone. */
+    py_expect(&p, "acquired", "acquire interop-py pyid none none");
+    anylock_lock *m = new_lock(c, "interop-py", 10, -1);
+    ck_status(anylock_try_acquire(m), ANYLOCK_BUSY);
+    anylock_lock_free(m);
+    py_expect(&p, "notexpirable", "extend interop-py pyid 5");
+    ck_status(anylock_reset(c, "interop-py"), ANYLOCK_OK);
+    py_expect(&p, "notheld", "release interop-py pyid");
+    py_expect(&p, "-", "owner interop-py");
+
+    redisFree(r);
+    anylock_lock_free(l);
+    anylock_close(c);
+    py_stop(&p);
+}
+END_TEST
+
+/* ---- waking, crashes, restarts -------------------------------------------- */
+
+typedef struct waiter {
+    const char *url;
+    const char *name;
+    double timeout;
+    anylock_status status;
+    double done_at;
+    char errmsg[ANYLOCK_ERRMSG_MAX];
+} waiter;
+
+static void *wait_thread(void *arg)
+{
+    waiter *w = arg;
+    anylock_client *c = NULL;
+    w->status = anylock_open(w->url, &c);
+    anylock_lock *l = NULL;
+    if (w->status == ANYLOCK_OK)
+        w->status = anylock_lock_new(c, w->name, &l);
+    if (w->status == ANYLOCK_OK) {
+        anylock_lock_set_expires(l, 60);
+        anylock_lock_set_timeout(l, w->timeout);
+        w->status = anylock_acquire(l);
+        snprintf(w->errmsg, sizeof w->errmsg, "%s", anylock_lock_errmsg(l));
+    }
+    w->done_at = test_now();
+    anylock_lock_free(l);
+    anylock_close(c);
+    return NULL;
+}
+
+START_TEST(t_woken_before_expiry)
+{
+    anylock_client *c = open_url("%s", srv.url);
+    anylock_lock *l = new_lock(c, "wake", 20, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    waiter w = {.url = srv.url, .name = "wake", .timeout = 15};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_thread, &w);
+    test_sleep(0.5);
+    double t0 = test_now();
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    pthread_join(t, NULL);
+    ck_assert_msg(w.status == ANYLOCK_OK, "waiter: %s (%s)", anylock_status_name(w.status), w.errmsg);
+    /* The holder's expiry was 20 s away: a woken waiter is far earlier. */
+    ck_assert_msg(w.done_at - t0 < 5, "the waiter got the lock %.2f s after release", w.done_at - t0);
+    anylock_lock_free(l);
+    anylock_close(c);
+}
+END_TEST
+
+START_TEST(t_sigkilled_holder)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        anylock_client *c = NULL;
+        anylock_lock *l = NULL;
+        if (anylock_open(srv.url, &c) || anylock_lock_new(c, "crash", &l) || anylock_lock_set_expires(l, 1) ||
+            anylock_acquire(l))
+            _exit(1);
+        ck_assert_int_eq(write(fds[1], "x", 1), 1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    char ch;
+    ck_assert_int_eq(read(fds[0], &ch, 1), 1);
+    double t0 = test_now();
+    int status;
+    waitpid(child, &status, 0);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    close(fds[0]);
+    close(fds[1]);
+
+    /* Nothing signals a crashed holder's end: the waiter's BLPOP is bounded
+     * by the holder's PTTL, so it gets the lock soon after the 1 s expiry. */
+    anylock_client *c = open_url("%s", srv.url);
+    anylock_lock *l = new_lock(c, "crash", 10, 10);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    double waited = test_now() - t0;
+    ck_assert_msg(waited >= 0.5 && waited < 4, "got a 1 s lock of a killed holder after %.2f s", waited);
+    anylock_lock_free(l);
+    anylock_close(c);
+}
+END_TEST
+
+START_TEST(t_server_restart)
+{
+    test_server own;
+    ck_assert_int_eq(test_server_start(&own, "redis", NULL), 0);
+    anylock_client *c = open_url("%s?connect_timeout=1", own.url);
+    anylock_lock *l = new_lock(c, "restart", 30, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    waiter w = {.url = own.url, .name = "restart", .timeout = 25};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_thread, &w);
+    test_sleep(0.5);
+    test_server_kill(&own);
+
+    /* While it is down, calls fail fast with a connection status. */
+    int locked;
+    anylock_status st = anylock_locked(l, &locked);
+    ck_assert_msg(st == ANYLOCK_CONNECT || st == ANYLOCK_IO, "locked on a dead server: %s", anylock_status_name(st));
+    test_sleep(0.5);
+    double t0 = test_now();
+    ck_assert_int_eq(test_server_restart(&own), 0);
+
+    /* The restarted server lost the holder's key (no persistence): the
+     * waiter reconnects and takes the lock; the same client works again. */
+    pthread_join(t, NULL);
+    ck_assert_msg(w.status == ANYLOCK_OK, "waiter across a restart: %s (%s)", anylock_status_name(w.status),
+                  w.errmsg);
+    ck_assert_msg(w.done_at - t0 < 10, "the waiter took %.2f s after the restart", w.done_at - t0);
+    ck_status(anylock_locked(l, &locked), ANYLOCK_OK);
+    ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    anylock_lock_free(l);
+    anylock_close(c);
+    test_server_stop(&own);
+}
+END_TEST
+
+START_TEST(t_blocked_wait_does_not_stall)
+{
+    anylock_client *c = open_url("%s?prefix=stall:", srv.url);
+    anylock_lock *l = new_lock(c, "s", 30, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    char url[600];
+    snprintf(url, sizeof url, "%s?prefix=stall:", srv.url);
+    waiter w = {.url = url, .name = "s", .timeout = 3};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_thread, &w);
+    test_sleep(0.3);
+    /* Other calls on a client whose other thread is blocked go through. */
+    anylock_lock *other = new_lock(c, "other", 30, -1);
+    double t0 = test_now();
+    for (int i = 0; i < 20; i++) {
+        ck_status(anylock_acquire(other), ANYLOCK_OK);
+        ck_status(anylock_release(other), ANYLOCK_OK);
+    }
+    ck_assert_msg(test_now() - t0 < 2.5, "20 acquire/release took %.2f s", test_now() - t0);
+    pthread_join(t, NULL);
+    ck_status(w.status, ANYLOCK_TIMEOUT);
+    anylock_lock_free(other);
+    anylock_lock_free(l);
+    anylock_close(c);
+}
+END_TEST
+
+/* ---- connecting ----------------------------------------------------------- */
+
+START_TEST(t_dead_server)
+{
+    int port = test_free_port();
+    char url[128];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d?connect_timeout=1", port);
+    anylock_client *c = NULL;
+    double t0 = test_now();
+    ck_status(anylock_open(url, &c), ANYLOCK_CONNECT);
+    ck_assert_msg(test_now() - t0 < 3, "open of a dead server took %.2f s", test_now() - t0);
+    ck_assert_ptr_nonnull(strstr(anylock_errmsg(c), "connect"));
+    anylock_close(c);
+}
+END_TEST
+
+START_TEST(t_bad_urls)
+{
+    /* Each URL is head + the server's port + tail. */
+    struct {
+        const char *head, *tail;
+        anylock_status want;
+    } cases[] = {
+        {"redis://127.0.0.1:", "/x", ANYLOCK_URL_BAD_PATH},
+        {"redis://127.0.0.1:", "/1/2", ANYLOCK_URL_BAD_PATH},
+        {"redis://127.0.0.1:", "?db=1", ANYLOCK_URL_BAD_PARAM},
+        {"redis://127.0.0.1:", "?connect_timeout=soon", ANYLOCK_URL_BAD_PARAM},
+        {"redis://127.0.0.1:", "?signal_expire=0", ANYLOCK_URL_BAD_PARAM},
+        {"redis://127.0.0.1:", "?color=red", ANYLOCK_URL_UNKNOWN_PARAM},
+        {"redis://127.0.0.1:", ",127.0.0.1:1", ANYLOCK_URL_BAD_HOST},
+        {"redis://user@127.0.0.1:", "", ANYLOCK_URL_BAD_USERINFO},
+        {"redis+unix://127.0.0.1:", "/tmp/x.sock", ANYLOCK_URL_BAD_HOST},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char url[256];
+        snprintf(url, sizeof url, "%s%d%s", cases[i].head, srv.port, cases[i].tail);
+        anylock_client *c = NULL;
+        anylock_status st = anylock_open(url, &c);
+        ck_assert_msg(st == cases[i].want, "%s: got %s, want %s (%s)", url, anylock_status_name(st),
+                      anylock_status_name(cases[i].want), anylock_errmsg(c));
+        anylock_close(c);
+    }
+}
+END_TEST
+
+START_TEST(t_auth)
+{
+    test_server own;
+    ck_assert_int_eq(test_server_start(&own, "redis", "--requirepass s3cret-pw"), 0);
+    /* userinfo parts, each followed by "127.0.0.1:PORT" */
+    const char *bad[] = {"", ":wrong-pw@", "default:wrong-pw@", "nobody:s3cret-pw@"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char url[256];
+        snprintf(url, sizeof url, "redis://%s127.0.0.1:%d", bad[i], own.port);
+        anylock_client *c = NULL;
+        anylock_status st = anylock_open(url, &c);
+        ck_assert_msg(st == ANYLOCK_AUTH, "%s: got %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
+        ck_assert_ptr_null(strstr(anylock_errmsg(c), "pw"));
+        ck_assert_ptr_null(strstr(anylock_client_url(c), "pw"));
+        anylock_close(c);
+    }
+    const char *good[] = {":s3cret-pw@", "default:s3cret-pw@"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        anylock_client *c = open_url("redis://%s127.0.0.1:%d", good[i], own.port);
+        anylock_lock *l = new_lock(c, "authed", 5, -1);
+        ck_status(anylock_acquire(l), ANYLOCK_OK);
+        ck_status(anylock_release(l), ANYLOCK_OK);
+        anylock_lock_free(l);
+        anylock_close(c);
+    }
+    test_server_stop(&own);
+}
+END_TEST
+
+START_TEST(t_db_select)
+{
+    anylock_client *c = open_url("%s/3", srv.url);
+    anylock_lock *l = new_lock(c, "in-db-3", 30, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    redisContext *r = raw(srv.port);
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "lock:in-db-3"), 0);
+    char ok[16];
+    raw_str(r, ok, sizeof ok, "SELECT 3");
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "lock:in-db-3"), 1);
+    /* The same name in db 0 is another lock. */
+    anylock_client *c0 = open_url("%s/0", srv.url);
+    anylock_lock *l0 = new_lock(c0, "in-db-3", 30, -1);
+    ck_status(anylock_try_acquire(l0), ANYLOCK_OK);
+    anylock_lock_free(l0);
+    anylock_close(c0);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "lock:in-db-3"), 0);
+    anylock_lock_free(l);
+    anylock_close(c);
+    redisFree(r);
+}
+END_TEST
+
+START_TEST(t_unix_socket)
+{
+    char dir[256], extra[512];
+    ck_assert_int_eq(test_tmpdir(dir, sizeof dir), 0);
+    snprintf(extra, sizeof extra, "--unixsocket %s/redis.sock --unixsocketperm 700 --requirepass sockpw", dir);
+    test_server own;
+    ck_assert_int_eq(test_server_start(&own, "redis", extra), 0);
+    anylock_client *c = open_url("redis+unix://:sockpw@%s/redis.sock?db=2", dir);
+    anylock_lock *l = new_lock(c, "over-unix", 30, -1);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    redisContext *r = raw(own.port);
+    char ok[16];
+    raw_str(r, ok, sizeof ok, "AUTH sockpw");
+    raw_str(r, ok, sizeof ok, "SELECT 2");
+    ck_assert_int_eq(raw_int(r, "EXISTS %s", "lock:over-unix"), 1);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    anylock_lock_free(l);
+    anylock_close(c);
+    redisFree(r);
+
+    char url[512];
+    snprintf(url, sizeof url, "redis+unix://%s/missing.sock", dir);
+    ck_status(anylock_open(url, &c), ANYLOCK_CONNECT);
+    anylock_close(c);
+    test_server_stop(&own);
+    test_rmtree(dir);
+}
+END_TEST
+
+static Suite *redis_suite(void)
+{
+    Suite *s = suite_create("redis");
+    struct {
+        const char *name;
+        const TTest *test;
+    } tests[] = {
+        {"wire_keys", t_wire_keys},
+        {"wire_prefix_and_signal_expire", t_wire_prefix_and_signal_expire},
+        {"noscript_recovery", t_noscript_recovery},
+        {"interop_c_holds", t_interop_c_holds},
+        {"interop_python_holds", t_interop_python_holds},
+        {"woken_before_expiry", t_woken_before_expiry},
+        {"sigkilled_holder", t_sigkilled_holder},
+        {"server_restart", t_server_restart},
+        {"blocked_wait_does_not_stall", t_blocked_wait_does_not_stall},
+        {"dead_server", t_dead_server},
+        {"bad_urls", t_bad_urls},
+        {"auth", t_auth},
+        {"db_select", t_db_select},
+        {"unix_socket", t_unix_socket},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        TCase *tc = tcase_create(tests[i].name);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, tests[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    if (test_server_start(&srv, "redis", NULL) != 0) {
+        fprintf(stderr, "test_redis: cannot start redis-server (a missing server is a failure)\n");
+        return 1;
+    }
+    static conformance_config cfg = {
+        .label = "redis",
+        .excludes = 1,
+        .cross_process = 1,
+        .can_list = 1,
+        .can_reset_all = 1,
+        .expiry = 0.5,
+        .slack = 0.3,
+        .processes = 50,
+    };
+    cfg.url = srv.url;
+    int rc = conformance_run(conformance_suite(&cfg), redis_suite());
+    test_server_stop(&srv);
+    return rc;
+}
