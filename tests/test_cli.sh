@@ -28,20 +28,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+OUT=$tmp/out
+ERR=$tmp/err
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 note() { echo "# $*"; }
 now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print('%.2f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$2"; }
 
-# run_rc WANT CMD...: runs CMD with output in $tmp/out and $tmp/err and
+# run_rc WANT CMD...: runs CMD with output in $OUT and $ERR and
 # checks its exit status.
 run_rc() {
     local want=$1; shift
-    "$@" >"$tmp/out" 2>"$tmp/err"
+    "$@" >"$OUT" 2>"$ERR"
     local rc=$?
     if [ "$rc" != "$want" ]; then
         fail "exit $rc, wanted $want: $*"
-        sed 's/^/  out: /' "$tmp/out"; sed 's/^/  err: /' "$tmp/err"
+        sed 's/^/  out: /' "$OUT"; sed 's/^/  err: /' "$ERR"
     fi
 }
 contains() { # FILE TEXT WHAT
@@ -73,9 +75,9 @@ have() { "$A" --version | grep -q "^backends:.* $1\b"; }
 # ---- store-independent: the command line and the child's status ----------
 
 run_rc 64 "$A"
-contains "$tmp/err" "usage:" "no arguments: usage"
+contains "$ERR" "usage:" "no arguments: usage"
 run_rc 64 "$A" --no-such-option list
-contains "$tmp/err" "unknown option --no-such-option" "unknown option"
+contains "$ERR" "unknown option --no-such-option" "unknown option"
 run_rc 64 "$A" frobnicate
 run_rc 64 "$A" -u memory:// run
 run_rc 64 "$A" -u memory:// run name-only
@@ -88,12 +90,12 @@ run_rc 64 "$A" -u memory:// -w -1 list
 run_rc 64 "$A" -u memory:// -x 0 list
 run_rc 64 "$A" -u memory:// -E 256 list
 run_rc 64 "$A" -u memory:// -w
-contains "$tmp/err" "needs an argument" "missing option argument"
+contains "$ERR" "needs an argument" "missing option argument"
 run_rc 64 "$A" -u memory:// --id 'has space' run x true
 run_rc 0 "$A" --help
-contains "$tmp/out" "reset-all" "--help"
+contains "$OUT" "reset-all" "--help"
 run_rc 0 "$A" --version
-contains "$tmp/out" "anylock 0." "--version"
+contains "$OUT" "anylock 0." "--version"
 
 # Malformed URLs are usage errors; a password never shows.
 run_rc 64 "$A" -u 'redis://h:99999' list
@@ -102,37 +104,37 @@ run_rc 64 "$A" -u 'no-scheme-at-all' list
 run_rc 64 "$A" -u 'memory://?nosuchparam=1' list
 if have redis; then want=64; else want=69; fi
 run_rc $want "$A" -u 'redis://user:s3cret@127.0.0.1:1/?nosuchparam=1' list
-if grep -q s3cret "$tmp/err"; then fail "a password was printed: $(cat "$tmp/err")"; fi
+if grep -q s3cret "$ERR"; then fail "a password was printed: $(cat "$ERR")"; fi
 
 # A dead redis port: the store is unreachable (69).  A build without redis
 # says the backend is unavailable, also 69.
 dead=$(free_port)
 run_rc 69 "$A" -u "redis://user:s3cret@127.0.0.1:$dead" -w 0 run x true
-if grep -q s3cret "$tmp/err"; then fail "a password was printed: $(cat "$tmp/err")"; fi
+if grep -q s3cret "$ERR"; then fail "a password was printed: $(cat "$ERR")"; fi
 
 # run exits as the child did.
 run_rc 0 "$A" -u memory:// run x true
 run_rc 42 "$A" -u memory:// run x sh -c 'exit 42'
 run_rc 138 "$A" -u memory:// run x sh -c 'kill -USR1 $$'
 run_rc 127 "$A" -u memory:// run x ./no/such/command
-contains "$tmp/err" "cannot run" "exec failure"
+contains "$ERR" "cannot run" "exec failure"
 run_rc 126 "$A" -u memory:// run x /
 run_rc 0 "$A" -u memory:// run x sh -c 'echo "$0 $1" >"$2"' a1 --not-an-option "$tmp/args"
 contains "$tmp/args" "a1 --not-an-option" "the command's own options stay its own"
 run_rc 0 "$A" -u memory:// -v run x true
-contains "$tmp/err" "acquired \"x\"" "verbose: acquired"
-contains "$tmp/err" "renewed every" "verbose: renewal"
-contains "$tmp/err" "released \"x\"" "verbose: released"
+contains "$ERR" "acquired \"x\"" "verbose: acquired"
+contains "$ERR" "renewed every" "verbose: renewal"
+contains "$ERR" "released \"x\"" "verbose: released"
 run_rc 0 "$A" -u memory:// -v -x 0.6 run x sleep 1.5
-contains "$tmp/err" "renewed \"x\": it expires in" "verbose: renewals are seen"
+contains "$ERR" "renewed \"x\": it expires in" "verbose: renewals are seen"
 
 # JSON strings are escaped.
 run_rc 0 "$A" -u memory:// --json status 'quote"back\slash'
-contains "$tmp/out" '{"name":"quote\"back\\slash","held":false,"owner":null,"expires_in":null}' "JSON escaping"
+contains "$OUT" '{"name":"quote\"back\\slash","held":false,"owner":null,"expires_in":null}' "JSON escaping"
 
 # The README's example program.
 run_rc 0 "$HELLO" memory://
-contains "$tmp/out" "got the lock" "examples/hello on memory://"
+contains "$OUT" "got the lock" "examples/hello on memory://"
 
 # ---- one store: every subcommand and exit status ----------------------------
 
@@ -140,32 +142,34 @@ store_tests() {
     local url=$1 what=$2
     local d="$tmp/$what"
     mkdir -p "$d"
+    OUT=$d/out
+    ERR=$d/err
     note "store $what: $url"
     local U=(-u "$url")
 
     # A store that cannot list or reset everything (the backend says so)
     # answers 70 with a message; the rest of the tests adapt.
     local can_list=1 can_reset_all=1
-    "$A" "${U[@]}" list >"$tmp/out" 2>"$tmp/err"
+    "$A" "${U[@]}" list >"$OUT" 2>"$ERR"
     case $? in
     0) ;;
-    70) can_list=0; note "$what: cannot list: $(cat "$tmp/err")"
-        contains "$tmp/err" "anylock: cannot list" "$what: list refusal message" ;;
-    *) fail "$what: list exited $?: $(cat "$tmp/err")" ;;
+    70) can_list=0; note "$what: cannot list: $(cat "$ERR")"
+        contains "$ERR" "anylock: cannot list" "$what: list refusal message" ;;
+    *) fail "$what: list exited $?: $(cat "$ERR")" ;;
     esac
-    "$A" "${U[@]}" reset-all >"$tmp/out" 2>"$tmp/err"
+    "$A" "${U[@]}" reset-all >"$OUT" 2>"$ERR"
     case $? in
     0) ;;
-    70) can_reset_all=0; note "$what: cannot reset-all: $(cat "$tmp/err")"
-        contains "$tmp/err" "anylock: cannot reset" "$what: reset-all refusal message" ;;
-    *) fail "$what: reset-all exited $?: $(cat "$tmp/err")" ;;
+    70) can_reset_all=0; note "$what: cannot reset-all: $(cat "$ERR")"
+        contains "$ERR" "anylock: cannot reset" "$what: reset-all refusal message" ;;
+    *) fail "$what: reset-all exited $?: $(cat "$ERR")" ;;
     esac
     run_rc 0 "$A" "${U[@]}" status L
-    [ "$(cat "$tmp/out")" = free ] || fail "$what: status of a free lock: $(cat "$tmp/out")"
+    [ "$(cat "$OUT")" = free ] || fail "$what: status of a free lock: $(cat "$OUT")"
     run_rc 0 "$A" "${U[@]}" status --json L
-    contains "$tmp/out" '"held":false' "$what: status --json free"
+    contains "$OUT" '"held":false' "$what: status --json free"
     run_rc 0 "$HELLO" "$url"
-    contains "$tmp/out" "got the lock" "$what: examples/hello"
+    contains "$OUT" "got the lock" "$what: examples/hello"
 
     # Two contenders: B waits for A, and says for whom.  A holds the lock
     # until the test lets it go, so nothing here depends on timing.
@@ -174,19 +178,19 @@ store_tests() {
     local a=$!; pids+=("$a")
     wait_for 10 grep -q A-start "$d/log" || fail "$what: A never started"
     run_rc 0 "$A" "${U[@]}" status L
-    contains "$tmp/out" "held by holder-A, " "$what: status held"
+    contains "$OUT" "held by holder-A, " "$what: status held"
     run_rc 0 "$A" "${U[@]}" --json status L
-    contains "$tmp/out" '"held":true,"owner":"holder-A","expires_in":' "$what: status --json held"
-    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$tmp/out" || fail "$what: status --json is not JSON"
+    contains "$OUT" '"held":true,"owner":"holder-A","expires_in":' "$what: status --json held"
+    python3 -c 'import json,sys; json.load(open(sys.argv[1]))' "$OUT" || fail "$what: status --json is not JSON"
     if [ "$can_list" = 1 ]; then
         run_rc 0 "$A" "${U[@]}" list
-        contains "$tmp/out" "L: held by holder-A" "$what: list"
+        contains "$OUT" "L: held by holder-A" "$what: list"
         run_rc 0 "$A" "${U[@]}" list --json
         python3 -c 'import json,sys; l=json.load(open(sys.argv[1])); assert [x["owner"] for x in l if x["name"]=="L"]==["holder-A"], l' \
-            "$tmp/out" || fail "$what: list --json: $(cat "$tmp/out")"
+            "$OUT" || fail "$what: list --json: $(cat "$OUT")"
     fi
     run_rc 1 "$A" "${U[@]}" -w 0 run L echo should-not-run
-    [ -s "$tmp/out" ] && fail "$what: the command ran without the lock"
+    [ -s "$OUT" ] && fail "$what: the command ran without the lock"
     run_rc 7 "$A" "${U[@]}" -w 0 -E 7 run L true
     run_rc 1 "$A" "${U[@]}" -w 0.3 run L true
     local t0 t1
@@ -207,7 +211,7 @@ store_tests() {
     local r=$!; pids+=("$r")
     wait_for 10 test -s "$d/pid1" || fail "$what: victim never started"
     run_rc 0 "$A" "${U[@]}" reset L
-    contains "$tmp/out" "reset L (it was held by victim)" "$what: reset says whom"
+    contains "$OUT" "reset L (it was held by victim)" "$what: reset says whom"
     t0=$(now)
     wait_pid 20 "$r"; local rc=$?
     t1=$(now)
@@ -223,7 +227,7 @@ store_tests() {
     local k=$!; pids+=("$k")
     wait_for 10 test -s "$d/started" || fail "$what: keep-going child never started"
     run_rc 0 "$A" "${U[@]}" --json reset L
-    contains "$tmp/out" '"was_held":true' "$what: reset --json"
+    contains "$OUT" '"was_held":true' "$what: reset --json"
     wait_for 15 grep -q "letting sh finish" "$d/k.err" || fail "$what: loss not reported with --keep-going-on-loss"
     touch "$d/go2"
     wait_pid 20 "$k" || fail "$what: --keep-going-on-loss: exit $?"
@@ -240,7 +244,7 @@ store_tests() {
     [ "$rc" = 7 ] || fail "$what: TERM forwarded: anylock exited $rc, wanted the child's 7"
     contains "$d/trapped" got-TERM "$what: the child got TERM"
     run_rc 0 "$A" "${U[@]}" status L
-    [ "$(cat "$tmp/out")" = free ] || fail "$what: lock not released after the signal: $(cat "$tmp/out")"
+    [ "$(cat "$OUT")" = free ] || fail "$what: lock not released after the signal: $(cat "$OUT")"
 
     # A SIGKILLed anylock: its lock expires, and its child is terminated.
     rm -f "$d/pid2"
@@ -251,7 +255,7 @@ store_tests() {
     t0=$(now)
     { wait "$kpid"; } 2>/dev/null
     run_rc 0 "$A" "${U[@]}" status L
-    contains "$tmp/out" "held by" "$what: still held right after SIGKILL (expiry 3 s)"
+    contains "$OUT" "held by" "$what: still held right after SIGKILL (expiry 3 s)"
     run_rc 0 "$A" "${U[@]}" -w 20 run L true
     t1=$(now)
     note "$what: lock of a SIGKILLed anylock free again after $(elapsed "$t0" "$t1") s (expiry 3 s)"
@@ -266,18 +270,34 @@ store_tests() {
     wait_for 10 sh -c "'$A' -u '$url' status M1 | grep -q held && '$A' -u '$url' status M2 | grep -q held" ||
         fail "$what: M1/M2 never held"
     run_rc 0 "$A" "${U[@]}" reset-all
-    contains "$tmp/out" "reset" "$what: reset-all output"
+    contains "$OUT" "reset" "$what: reset-all output"
     run_rc 0 "$A" "${U[@]}" status M1
-    [ "$(cat "$tmp/out")" = free ] || fail "$what: M1 after reset-all: $(cat "$tmp/out")"
+    [ "$(cat "$OUT")" = free ] || fail "$what: M1 after reset-all: $(cat "$OUT")"
     if [ "$can_list" = 1 ]; then
         run_rc 0 "$A" "${U[@]}" list
-        [ -s "$tmp/out" ] && fail "$what: list after reset-all: $(cat "$tmp/out")"
+        [ -s "$OUT" ] && fail "$what: list after reset-all: $(cat "$OUT")"
     fi
     wait_pid 20 "$m1"; wait_pid 20 "$m2"
 }
 
+# Each store's tests run in a background subshell of their own, so that
+# the stores' waits overlap; each reports through its exit status and log.
+store_pids=()
+stores=()
+launch() {
+    (
+        failures=0
+        pids=()
+        store_tests "$1" "$2"
+        for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+        [ "$failures" = 0 ]
+    ) >"$tmp/$2.log" 2>&1 &
+    store_pids+=($!)
+    stores+=("$2")
+}
+
 if have sqlite; then
-    store_tests "sqlite:///$tmp/locks.db" sqlite
+    launch "sqlite:///$tmp/locks.db" sqlite
 
     # The default store: a per-user SQLite file, in a 0700 directory.
     mkdir -p "$tmp/run" "$tmp/home"
@@ -301,7 +321,7 @@ if have redis; then
             --loglevel warning >"$tmp/redis.log" 2>&1 &
         pids+=($!)
         if wait_for 10 port_open "$port"; then
-            store_tests "redis://127.0.0.1:$port" redis
+            launch "redis://127.0.0.1:$port" redis
         else
             fail "redis-server did not start: $(cat "$tmp/redis.log")"
         fi
@@ -317,12 +337,19 @@ if have memcached; then
         memcached -p "$port" -l 127.0.0.1 -U 0 -m 64 "${user[@]}" >"$tmp/memcached.log" 2>&1 &
         pids+=($!)
         if wait_for 10 port_open "$port"; then
-            store_tests "memcached://127.0.0.1:$port" memcached
+            launch "memcached://127.0.0.1:$port" memcached
         else
             fail "memcached did not start: $(cat "$tmp/memcached.log")"
         fi
     fi
 fi
+
+for i in "${!store_pids[@]}"; do
+    wait "${store_pids[$i]}"
+    rc=$?
+    grep -v '^\S*: line [0-9]*: *[0-9]* Killed' "$tmp/${stores[$i]}.log"
+    [ "$rc" = 0 ] || fail "store ${stores[$i]}: the failures above"
+done
 
 if [ "$failures" != 0 ]; then
     echo "$failures failure(s)"
