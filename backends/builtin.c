@@ -8,6 +8,7 @@ void anylock__register_builtins(void)
 {
     anylock__backend_register("open", &anylock__open_backend);
     anylock__backend_register("memory", &anylock__memory_backend);
+    anylock__backend_register("migrate", &anylock__migrate_backend);
 #ifdef ANYLOCK_WITH_REDIS
     anylock__backend_register("redis", &anylock__redis_backend);
     anylock__backend_register("redis+unix", &anylock__redis_backend);

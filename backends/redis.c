@@ -20,6 +20,7 @@
  * outlives a server restart.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,22 +239,36 @@ static anylock_status conn_open(anylock_op *op, redis_state *s, rconn **out)
     return ANYLOCK_OK;
 }
 
-/* An idle connection, or a new one. */
+/* Whether an idle connection was closed by the server (a restart, an idle
+ * timeout): an idle connection has nothing to read, so readability means
+ * EOF or an error.  This costs a system call, not a round trip, and spares
+ * the first call after a server restart a spurious ANYLOCK_IO. */
+static int conn_stale(const rconn *conn)
+{
+    struct pollfd pfd = {.fd = conn->ctx->fd, .events = POLLIN};
+    return poll(&pfd, 1, 0) != 0;
+}
+
+/* An idle connection that is still good, or a new one. */
 static anylock_status pool_get(anylock_op *op, redis_state *s, rconn **out)
 {
-    pthread_mutex_lock(&s->mu);
-    rconn *conn = s->idle;
-    if (conn) {
-        s->idle = conn->next;
-        s->nidle--;
-        conn->next = NULL;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        rconn *conn = s->idle;
+        if (conn) {
+            s->idle = conn->next;
+            s->nidle--;
+            conn->next = NULL;
+        }
+        pthread_mutex_unlock(&s->mu);
+        if (!conn)
+            return conn_open(op, s, out);
+        if (!conn_stale(conn)) {
+            *out = conn;
+            return ANYLOCK_OK;
+        }
+        conn_free(conn);
     }
-    pthread_mutex_unlock(&s->mu);
-    if (conn) {
-        *out = conn;
-        return ANYLOCK_OK;
-    }
-    return conn_open(op, s, out);
 }
 
 /* Returns a connection to the pool, or closes it if it failed or the pool
@@ -496,9 +511,10 @@ static anylock_status probe(anylock_op *op, rconn *conn, const char *key, size_t
 }
 
 /* One attempt: SET NX.  *taken = 1 if we got it; otherwise *owner and
- * *pttl describe the holder. */
+ * *pttl describe the holder.  *set_unknown becomes 1 when the SET was sent
+ * but its reply never came (it may have been applied). */
 static anylock_status try_set(anylock_op *op, rconn *conn, int *taken, char owner[ANYLOCK_ID_MAX + 1],
-                              long long *pttl)
+                              long long *pttl, int *set_unknown)
 {
     redisReply *r;
     if (op->expires_ms)
@@ -507,6 +523,8 @@ static anylock_status try_set(anylock_op *op, rconn *conn, int *taken, char owne
     else
         r = redisCommand(conn->ctx, "SET %b %b NX", op->key, op->key_len, op->id, op->id_len);
     anylock_status st = check_reply(op, conn, r, "SET");
+    if (!r)
+        *set_unknown = 1;
     if (st == ANYLOCK_OK) {
         if (r->type == REDIS_REPLY_STATUS)
             *taken = 1;
@@ -562,15 +580,22 @@ static anylock_status redis_acquire(anylock_op *op)
     anylock_status st;
     rconn *conn = NULL;
     int64_t outage_since = 0; /* monotonic ns of the first failure of an outage */
+    int set_unknown = 0;      /* a SET failed on the stream: it may have been applied */
     for (;;) {
         int taken = 0;
         char owner[ANYLOCK_ID_MAX + 1];
         long long pttl = -2;
         st = conn ? ANYLOCK_OK : pool_get(op, s, &conn);
-        if (st == ANYLOCK_OK)
-            st = try_set(op, conn, &taken, owner, &pttl);
+        if (st == ANYLOCK_OK) {
+            st = try_set(op, conn, &taken, owner, &pttl, &set_unknown);
+        }
         if (st == ANYLOCK_OK && taken)
             break;
+        if (st == ANYLOCK_OK && owner[0] && !strcmp(owner, op->id) && set_unknown) {
+            /* Our earlier SET reached the server although its reply was
+             * lost: the lock is ours from that SET. */
+            break;
+        }
         if (st == ANYLOCK_OK && owner[0] && !strcmp(owner, op->id)) {
             st = anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
                                   op->name);

@@ -21,11 +21,13 @@
  * a new one when the pool is empty).  A waiting acquire keeps its connection
  * but no transaction, so other threads and processes go on working.
  *
- * Waiting.  No server can notify a waiter, so it watches PRAGMA data_version,
- * which changes when any other connection commits and costs no disk I/O in
- * WAL mode (it reads the shared-memory WAL index).  The waiter checks it with
- * anylock_backoff_* (short first retry, capped, jittered), and retries the
- * lock when it changed or when the holder's expiry passed.
+ * Waiting.  No server can notify a waiter.  It tells a change by PRAGMA
+ * data_version, which changes when any other connection commits and costs no
+ * disk I/O in WAL mode (it reads the shared-memory WAL index), and it sleeps
+ * until one: on Linux on an inotify watch of the -wal file, which every
+ * commit writes; elsewhere with anylock_backoff_* (short first retry, capped
+ * at poll_max, jittered).  It tries the lock again when a change leaves the
+ * row free or when the holder's expiry passed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -155,9 +157,7 @@ static anylock_status sq_fail(anylock_op *op, const sq_client *sc, sqlite3 *db, 
     case SQLITE_READONLY:
     case SQLITE_PERM:
     case SQLITE_AUTH:
-        st = ANYLOCK_ACCESS;
-        break;
-    case SQLITE_CANTOPEN:
+    case SQLITE_CANTOPEN: /* the file exists (sq_open made it): its permissions forbid */
         st = ANYLOCK_ACCESS;
         break;
     case SQLITE_NOMEM:
@@ -526,6 +526,10 @@ static anylock_status sq_open(anylock_op *op, const anylock_url *url)
                                 "process use memory://");
     if (!(sc->path = anylock__strdup(path)))
         return ANYLOCK_NOMEM;
+    struct stat sb;
+    if (stat(sc->path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return anylock_op_error(op, ANYLOCK_URL_BAD_PATH, "sqlite %.200s: is a directory, not a database file",
+                                sc->path);
     anylock_status st = anylock_url_param_ms(op, url, "busy_timeout", SQ_DEFAULT_BUSY_MS, &sc->busy_ms);
     if (st == ANYLOCK_OK)
         st = anylock_url_param_ms(op, url, "poll_max", SQ_DEFAULT_POLL_MAX_MS, &sc->poll_max_ms);

@@ -45,6 +45,15 @@ void anylock__op_init(anylock_op *op, anylock_client *c, const anylock_lock *loc
     }
 }
 
+void anylock__op_forward(anylock_op *op, const anylock_client *c, const anylock_op *from, char *errbuf)
+{
+    *op = *from;
+    op->state = c->state;
+    op->errbuf = errbuf;
+    errbuf[0] = '\0';
+    op->expires_ms = anylock__round_expiry(c, from->expires_ms);
+}
+
 /* The core's own query parameters, then the backend's. */
 static anylock_status apply_params(anylock_client *c, const anylock__url *u, char *errbuf)
 {

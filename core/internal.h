@@ -21,7 +21,11 @@
 char *anylock__strdup(const char *s);
 char *anylock__strndup(const char *s, size_t n);
 /* Formats into buf (ANYLOCK_ERRMSG_MAX bytes), truncating safely. */
-void anylock__vformat(char *buf, const char *fmt, va_list ap);
+void anylock__vformat(char *buf, const char *fmt, va_list ap)
+#ifdef __GNUC__
+    __attribute__((format(printf, 2, 0)))
+#endif
+    ;
 void anylock__format(char *buf, const char *fmt, ...)
 #ifdef __GNUC__
     __attribute__((format(printf, 2, 3)))
@@ -144,6 +148,10 @@ struct anylock_lock {
 int64_t anylock__round_expiry(const anylock_client *client, int64_t ms);
 /* Fills an op for client (and lock, when not NULL). */
 void anylock__op_init(anylock_op *op, anylock_client *client, const anylock_lock *lock, char *errbuf);
+/* For a backend stacked on other clients (migrate://): fills op to call c's
+ * backend slots on from's behalf.  Name, key, prefix, id and deadline are
+ * from's; the state is c's; the expiry is rounded up to c's resolution. */
+void anylock__op_forward(anylock_op *op, const anylock_client *c, const anylock_op *from, char *errbuf);
 /* Records status/message of a finished call on the client. */
 anylock_status anylock__client_record(anylock_client *client, anylock_status st, const char *msg);
 

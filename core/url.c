@@ -11,6 +11,7 @@
  * the password: the user sees the URL only in its redacted form.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -270,6 +271,65 @@ static anylock_status parse_query(anylock__url *u, arena *a, const char *text, s
     return ANYLOCK_OK;
 }
 
+/*
+ * A query value may itself be a URL with a password (migrate://?old=URL
+ * names two stores): that password is redacted too.  Such a value is
+ * replaced in u->redacted by its own redacted form, percent-encoded again;
+ * other values are left as written.  The query starts at offset q of
+ * u->redacted (the main password is already redacted before it).
+ */
+static anylock_status redact_query(anylock__url *u, size_t q)
+{
+    const char *r = u->redacted;
+    size_t len = strlen(r);
+    /* Each redacted value is at most three times as long encoded. */
+    char *out = malloc(3 * len + 1);
+    char *val = malloc(len + 1);
+    anylock_status st = out && val ? ANYLOCK_OK : ANYLOCK_NOMEM;
+    size_t o = q, from = q;
+    if (st == ANYLOCK_OK)
+        memcpy(out, r, q);
+    while (st == ANYLOCK_OK && from <= len) {
+        const char *amp = memchr(r + from, '&', len - from);
+        size_t to = amp ? (size_t)(amp - r) : len;
+        const char *eq = memchr(r + from, '=', to - from);
+        size_t vs = eq ? (size_t)(eq - r) + 1 : to;
+        memcpy(out + o, r + from, vs - from);
+        o += vs - from;
+        size_t bad;
+        anylock__url inner;
+        char errbuf[ANYLOCK_ERRMSG_MAX];
+        int nested = decode(r + vs, to - vs, val, &bad) == ANYLOCK_OK && strstr(val, "://") &&
+                     anylock__url_parse(val, &inner, errbuf) == ANYLOCK_OK;
+        if (nested && inner.pub.password) {
+            for (const char *p = inner.redacted; *p; p++) {
+                if (*p == '&' || *p == '=' || *p == '%' || *p == '+') {
+                    o += (size_t)sprintf(out + o, "%%%02X", (unsigned char)*p);
+                } else {
+                    out[o++] = *p;
+                }
+            }
+        } else {
+            memcpy(out + o, r + vs, to - vs);
+            o += to - vs;
+        }
+        if (nested)
+            anylock__url_free(&inner);
+        if (amp)
+            out[o++] = '&';
+        from = to + 1;
+    }
+    if (st == ANYLOCK_OK) {
+        out[o] = '\0';
+        free(u->redacted);
+        u->redacted = out;
+        out = NULL;
+    }
+    free(out);
+    free(val);
+    return st;
+}
+
 static anylock_status parse(const char *text, anylock__url *u, char *errbuf)
 {
     size_t len = strlen(text);
@@ -375,7 +435,7 @@ static anylock_status parse(const char *text, anylock__url *u, char *errbuf)
     } else {
         memcpy(u->redacted, text, len + 1);
     }
-    return ANYLOCK_OK;
+    return path_end < len ? redact_query(u, path_end + 1 + rlen - len) : ANYLOCK_OK;
 }
 
 anylock_status anylock__url_parse(const char *text, anylock__url *u, char *errbuf)

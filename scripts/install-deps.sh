@@ -11,7 +11,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config ca-certificates \
-    check libhiredis-dev libmemcached-dev libsqlite3-dev \
+    check libhiredis-dev libmemcached-dev libsqlite3-dev sqlite3 \
     redis-server memcached python3 python3-redis \
     valgrind clang libclang-rt-14-dev >/dev/null
 # Debian starts the servers as services on install where it can; the tests

@@ -32,6 +32,9 @@ static test_server srv; /* shared by every test but the ones that start their ow
                       anylock_status_name(want));                                                          \
     } while (0)
 
+#define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
+
+static anylock_client *open_url(const char *fmt, ...) PRINTF_LIKE(1, 2);
 static anylock_client *open_url(const char *fmt, ...)
 {
     char url[1024];
@@ -295,6 +298,7 @@ static void py_start(py *p, int port)
     ck_assert_str_eq(line, "ready");
 }
 
+static void py_send(py *p, const char *fmt, ...) PRINTF_LIKE(2, 3);
 static void py_send(py *p, const char *fmt, ...)
 {
     char cmd[512];
@@ -307,6 +311,7 @@ static void py_send(py *p, const char *fmt, ...)
 }
 
 /* Sends a command and checks its one-line answer. */
+static void py_expect(py *p, const char *want, const char *fmt, ...) PRINTF_LIKE(3, 4);
 static void py_expect(py *p, const char *want, const char *fmt, ...)
 {
     char cmd[512];
@@ -517,6 +522,10 @@ START_TEST(t_server_restart)
     anylock_client *c = open_url("%s?connect_timeout=1", own.url);
     anylock_lock *l = new_lock(c, "restart", 30, -1);
     ck_status(anylock_acquire(l), ANYLOCK_OK);
+    /* A second client sits idle through the restart. */
+    anylock_client *idle = open_url("%s?connect_timeout=1", own.url);
+    anylock_lock *il = new_lock(idle, "idle-through-restart", 30, -1);
+    ck_status(anylock_acquire(il), ANYLOCK_OK);
     waiter w = {.url = own.url, .name = "restart", .timeout = 25};
     pthread_t t;
     pthread_create(&t, NULL, wait_thread, &w);
@@ -541,6 +550,12 @@ START_TEST(t_server_restart)
     ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
     ck_status(anylock_acquire(l), ANYLOCK_OK);
     ck_status(anylock_release(l), ANYLOCK_OK);
+    /* Its first call after the restart gets an answer, not a stale
+     * connection's error: the lock is gone with the server's data. */
+    ck_status(anylock_release(il), ANYLOCK_NOT_HELD);
+    ck_status(anylock_acquire(il), ANYLOCK_OK);
+    anylock_lock_free(il);
+    anylock_close(idle);
     anylock_lock_free(l);
     anylock_close(c);
     test_server_stop(&own);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -141,6 +142,8 @@ START_TEST(t_url_forms)
     open_fails("sqlite://", ANYLOCK_URL_BAD_PATH, NULL);
     open_fails("sqlite:///", ANYLOCK_URL_BAD_PATH, NULL);
     open_fails("sqlite:///:memory:", ANYLOCK_URL_BAD_PATH, NULL);
+    ck_assert_int_eq(mkdir(path_of("dir.db"), 0700), 0);
+    open_fails(url_of("dir.db", NULL), ANYLOCK_URL_BAD_PATH, path_of("dir.db"));
     open_fails(url_of("p.db", "busy_timeout=soon"), ANYLOCK_URL_BAD_PARAM, NULL);
     open_fails(url_of("p.db", "poll_max=-1"), ANYLOCK_URL_BAD_PARAM, NULL);
     open_fails(url_of("p.db", "journal=wal"), ANYLOCK_URL_UNKNOWN_PARAM, NULL);
@@ -258,6 +261,8 @@ static int open_gives_access(void)
 
 START_TEST(t_read_only_directory)
 {
+    /* Modes that forbid writing to an unprivileged user (root is made one
+     * in the child), with a world-readable path down to them. */
     char ro[900];
     snprintf(ro, sizeof ro, "%s/ro", tdir);
     ck_assert_int_eq(mkdir(ro, 0755), 0);
@@ -265,12 +270,16 @@ START_TEST(t_read_only_directory)
     snprintf(ro_path, sizeof ro_path, "%s/x.db", ro);
     snprintf(ro_url, sizeof ro_url, "sqlite:///%s", ro_path);
     /* A new file in a directory we may not write. */
+    ck_assert_int_eq(chmod(ro, 0555), 0);
     ck_assert_int_eq(run_unprivileged(open_gives_access), 0);
     /* An existing database we may read but not write. */
+    ck_assert_int_eq(chmod(ro, 0755), 0);
     anylock_client *c = open_ok(ro_url);
     anylock_close(c);
-    ck_assert_int_eq(chmod(ro_path, 0644), 0);
+    ck_assert_int_eq(chmod(ro_path, 0444), 0);
+    ck_assert_int_eq(chmod(ro, 0555), 0);
     ck_assert_int_eq(run_unprivileged(open_gives_access), 0);
+    ck_assert_int_eq(chmod(ro, 0755), 0); /* so that teardown can remove it */
 }
 END_TEST
 
@@ -462,6 +471,56 @@ START_TEST(t_sigkilled_holder)
 }
 END_TEST
 
+/* Without inotify (here: no file descriptor left for one), a waiter polls
+ * and still takes the lock when it is released. */
+START_TEST(t_wait_without_inotify)
+{
+    const char *url = url_of("poll.db", "poll_max=0.005");
+    anylock_client *c = open_ok(url);
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(c, "w", &l), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        anylock_client *c2 = NULL;
+        anylock_lock *l2 = NULL;
+        if (anylock_open(url, &c2) != ANYLOCK_OK || anylock_lock_new(c2, "w", &l2) != ANYLOCK_OK ||
+            anylock_lock_set_expires(l2, 30) != ANYLOCK_OK || anylock_lock_set_timeout(l2, 20) != ANYLOCK_OK)
+            _exit(2);
+        /* Use up every descriptor: the waiting connection is already
+         * open, but no inotify instance can be made. */
+        while (dup(0) >= 0)
+            ;
+        if (inotify_init1(IN_CLOEXEC) >= 0)
+            _exit(3);
+        char go = 'g';
+        if (write(ready[1], &go, 1) != 1)
+            _exit(4);
+        anylock_status st = anylock_acquire(l2);
+        if (st != ANYLOCK_OK) {
+            fprintf(stderr, "acquire: %s (%s)\n", anylock_status_name(st), anylock_lock_errmsg(l2));
+            _exit(5);
+        }
+        _exit(anylock_release(l2) == ANYLOCK_OK ? 0 : 6);
+    }
+    close(ready[1]);
+    char go = 0;
+    ck_assert_int_eq(read(ready[0], &go, 1), 1);
+    close(ready[0]);
+    test_sleep(0.3);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter exited with %d", WEXITSTATUS(status));
+    anylock_lock_free(l);
+    anylock_close(c);
+}
+END_TEST
+
 /* After a reboot (a different boot id in the file), rows with an expiry are
  * dropped and rows without one stay. */
 START_TEST(t_reboot_drops_expiring_rows)
@@ -588,6 +647,7 @@ static Suite *sqlite_suite(void)
         {"foreign_database", t_foreign_database},
         {"locked_by_another_program", t_locked_by_another_program},
         {"sigkilled_holder", t_sigkilled_holder},
+        {"wait_without_inotify", t_wait_without_inotify},
         {"reboot_drops_expiring_rows", t_reboot_drops_expiring_rows},
         {"expired_rows_cleaned", t_expired_rows_cleaned},
         {"prefix_is_literal", t_prefix_is_literal},

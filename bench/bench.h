@@ -1,0 +1,122 @@
+/*
+ * anylock-bench: how fast each backend is, as a ratio to the physical floor
+ * of its store measured in the same run.
+ *
+ * The program is split in three: floors.c talks to each store directly with
+ * its own client library (the cheapest round trip the store offers), phases.c
+ * measures anylock through its public API only, and anylock-bench.c parses
+ * the options and prints the table or the JSON.  This header is what they
+ * share.
+ */
+#ifndef ANYLOCK_BENCH_H
+#define ANYLOCK_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- options ------------------------------------------------------------ */
+
+#define BENCH_MAX_NPROCS 8
+
+typedef struct bench_options {
+    double uncontended_seconds; /* time spent on the uncontended pairs plus their floor */
+    int handoffs;               /* hand-offs measured per store */
+    double handoff_hold_ms;     /* how long a holder keeps the lock before each hand-off */
+    double handoff_max_seconds; /* stop measuring hand-offs after this long */
+    double contended_seconds;   /* measured window for each process count */
+    int nprocs[BENCH_MAX_NPROCS];
+    int nnprocs;
+    double cpu_hold_seconds; /* the long hold during which a waiter's CPU is measured */
+    int force_threads;       /* workers are threads of this process even for shared stores */
+    int json;
+    int quiet;               /* no progress lines on stderr */
+} bench_options;
+
+/* ---- statistics -------------------------------------------------------- */
+
+typedef struct bench_samples {
+    double *v; /* microseconds */
+    size_t n, cap;
+} bench_samples;
+
+int bench_samples_add(bench_samples *s, double us);
+/* The q-quantile (0..1) by nearest rank; sorts the samples. NAN if empty. */
+double bench_samples_quantile(bench_samples *s, double q);
+void bench_samples_free(bench_samples *s);
+
+/* The monotonic clock (CLOCK_MONOTONIC, host-wide on Linux, so times taken
+ * in two processes can be subtracted), in nanoseconds and in seconds. */
+int64_t bench_now_ns(void);
+void bench_sleep_ns(int64_t ns);
+
+/* ---- floors -------------------------------------------------------------- */
+
+/*
+ * A floor is the cheapest round trip a store offers, made with the store's own
+ * client library on a connection of its own to the same server (or file):
+ * redis PING, a memcached get of a missing key, an empty write transaction
+ * on the same SQLite file with the same settings, an uncontended mutex
+ * lock/unlock for memory://.
+ */
+typedef struct bench_floor bench_floor;
+
+/* Opens the floor for url; NULL with a message in err when the store has no
+ * floor in this build or it cannot be reached. */
+bench_floor *bench_floor_open(const char *url, char *err, size_t errsize);
+/* What one floor round trip is ("PING"). */
+const char *bench_floor_command(const bench_floor *f);
+/* One round trip; 0 on success, -1 with a message in err. */
+int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
+void bench_floor_close(bench_floor *f);
+
+/* ---- results ------------------------------------------------------------- */
+
+typedef struct bench_contended {
+    int processes;
+    double seconds;
+    uint64_t acquisitions;
+    double acquisitions_per_s;
+    uint64_t fewest, most;
+    double mean;
+    uint64_t overlaps; /* times two holders were seen at once: must be 0 */
+} bench_contended;
+
+typedef struct bench_result {
+    const char *url;
+    char scheme[32];
+    char floor_command[64]; /* "" when the store has no floor */
+    char error[512];        /* "" when every phase ran */
+    int threads;            /* workers were threads, not processes */
+
+    /* uncontended: acquire+release pairs on one lock handle and one client,
+     * interleaved in blocks with pairs of floor round trips */
+    uint64_t pairs;
+    double pairs_per_s, pair_us_p50, pair_us_p99;
+    uint64_t floor_pairs;
+    double floor_pairs_per_s, floor_pair_us_p50, floor_pair_us_p99;
+    double floor_round_trip_us_p50, floor_round_trip_us_p99;
+    double ratio_pairs_per_s; /* ours / floor */
+    double ratio_pair_p50;    /* floor pair p50 / our pair p50: the same ratio from
+                                 medians, which the machine's noise moves less */
+
+    /* hand-off: holder's release returning -> waiter's acquire returning */
+    int handoffs;
+    double handoff_hold_ms;
+    double handoff_us_p50, handoff_us_p99, handoff_us_max;
+
+    /* contended throughput and fairness */
+    bench_contended contended[BENCH_MAX_NPROCS];
+    int ncontended;
+
+    /* one waiter's CPU while the lock is held for a long time */
+    double cpu_hold_s;     /* how long the waiter waited */
+    double cpu_user_s, cpu_sys_s;
+    double cpu_core_percent;
+    double cpu_wake_us;    /* release -> that waiter's acquire returning */
+} bench_result;
+
+/* Runs every phase on url and fills r (r->error says what failed; the
+ * figures measured before a failure stay). */
+void bench_run_store(const char *url, const bench_options *o, bench_result *r);
+
+#endif

@@ -1,0 +1,433 @@
+/*
+ * The floors: the cheapest round trip each store offers, made with the
+ * store's own client library, so that anylock's figures can be read as a
+ * ratio to what the store and the machine allow.
+ *
+ *   memory://     an uncontended pthread mutex lock/unlock (what each memory://
+ *                 call takes once)
+ *   redis://      PING on a hiredis connection to the same server (AUTH and
+ *                 SELECT as the URL says)
+ *   memcached://  a get of a missing key with libmemcached on the first server
+ *                 of the URL, same protocol.  memcached_version() is not used:
+ *                 libmemcached answers it from a cache after the first call,
+ *                 so it is no round trip at all.
+ *   sqlite://     one empty write transaction (BEGIN IMMEDIATE; COMMIT) on the
+ *                 same file, in WAL mode with the backend's pragmas
+ *
+ * The URL is parsed here with a small parser of its own because the core's
+ * parser is internal to the library; only the parts a floor needs are read.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#ifdef ANYLOCK_WITH_REDIS
+#include <hiredis/hiredis.h>
+#endif
+#ifdef ANYLOCK_WITH_MEMCACHED
+#include <libmemcached/memcached.h>
+#endif
+#ifdef ANYLOCK_WITH_SQLITE
+#include <sqlite3.h>
+#endif
+
+#include "bench.h"
+
+typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE } floor_kind;
+
+struct bench_floor {
+    floor_kind kind;
+    char command[64];
+    pthread_mutex_t mu;
+#ifdef ANYLOCK_WITH_REDIS
+    redisContext *redis;
+#endif
+#ifdef ANYLOCK_WITH_MEMCACHED
+    memcached_st *mc;
+    char mc_key[64];
+#endif
+#ifdef ANYLOCK_WITH_SQLITE
+    sqlite3 *db;
+    sqlite3_stmt *begin, *commit;
+#endif
+};
+
+/* The parts of a store URL the floors need, percent-decoded. */
+typedef struct floor_url {
+    char scheme[32];
+    char user[256], password[256];
+    char host[256];
+    int port; /* 0 when absent */
+    char path[4096];
+    char query[1024];
+} floor_url;
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Copies n bytes of src into dst (size bytes), decoding %XX; -1 if it does
+ * not fit or an escape is bad. */
+static int decode(char *dst, size_t size, const char *src, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)src[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi * 16 + lo;
+            i += 2;
+        }
+        if (o + 1 >= size)
+            return -1;
+        dst[o++] = (char)c;
+    }
+    dst[o] = '\0';
+    return 0;
+}
+
+static int parse_url(const char *url, floor_url *u, char *err, size_t errsize)
+{
+    memset(u, 0, sizeof *u);
+    const char *sep = strstr(url, "://");
+    if (!sep || (size_t)(sep - url) >= sizeof u->scheme) {
+        snprintf(err, errsize, "no scheme in URL");
+        return -1;
+    }
+    memcpy(u->scheme, url, (size_t)(sep - url));
+    const char *p = sep + 3;
+    const char *q = strchr(p, '?');
+    const char *end = q ? q : p + strlen(p);
+    if (q)
+        snprintf(u->query, sizeof u->query, "%s", q + 1);
+    const char *slash = memchr(p, '/', (size_t)(end - p));
+    const char *auth_end = slash ? slash : end;
+    const char *at = NULL;
+    for (const char *c = p; c < auth_end; c++)
+        if (*c == '@')
+            at = c;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        if (decode(u->user, sizeof u->user, p, (size_t)((colon ? colon : at) - p)) != 0 ||
+            (colon && decode(u->password, sizeof u->password, colon + 1, (size_t)(at - colon - 1)) != 0)) {
+            snprintf(err, errsize, "bad user or password in URL");
+            return -1;
+        }
+        p = at + 1;
+    }
+    /* Only the first host of a list is used: one lock name lives on one
+     * server, so one server is the floor. */
+    const char *host_end = p;
+    while (host_end < auth_end && *host_end != ',')
+        host_end++;
+    const char *colon = NULL;
+    if (p < host_end && *p == '[') {
+        const char *rb = memchr(p, ']', (size_t)(host_end - p));
+        if (!rb) {
+            snprintf(err, errsize, "bad host in URL");
+            return -1;
+        }
+        if (decode(u->host, sizeof u->host, p + 1, (size_t)(rb - p - 1)) != 0)
+            return -1;
+        colon = rb + 1 < host_end && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(host_end - p));
+        if (decode(u->host, sizeof u->host, p, (size_t)((colon ? colon : host_end) - p)) != 0) {
+            snprintf(err, errsize, "bad host in URL");
+            return -1;
+        }
+    }
+    if (colon) {
+        char *e;
+        long port = strtol(colon + 1, &e, 10);
+        if (e != host_end || port < 1 || port > 65535) {
+            snprintf(err, errsize, "bad port in URL");
+            return -1;
+        }
+        u->port = (int)port;
+    }
+    if (slash && decode(u->path, sizeof u->path, slash, (size_t)(end - slash)) != 0) {
+        snprintf(err, errsize, "bad path in URL");
+        return -1;
+    }
+    return 0;
+}
+
+/* The value of query parameter name, copied into out; 0 if found. */
+#if defined(ANYLOCK_WITH_REDIS) || defined(ANYLOCK_WITH_MEMCACHED)
+static int query_param(const floor_url *u, const char *name, char *out, size_t size)
+{
+    size_t nlen = strlen(name);
+    const char *p = u->query;
+    while (*p) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len > nlen && !strncmp(p, name, nlen) && p[nlen] == '=')
+            return decode(out, size, p + nlen + 1, len - nlen - 1);
+        p += len + (amp ? 1 : 0);
+    }
+    return -1;
+}
+#endif
+
+#ifdef ANYLOCK_WITH_REDIS
+static int redis_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
+{
+    struct timeval tv = {5, 0};
+    char db[32] = "";
+    if (!strcasecmp(u->scheme, "redis+unix")) {
+        f->redis = redisConnectUnixWithTimeout(u->path, tv);
+        (void)query_param(u, "db", db, sizeof db);
+    } else {
+        f->redis = redisConnectWithTimeout(u->host[0] ? u->host : "127.0.0.1", u->port ? u->port : 6379, tv);
+        if (u->path[0] && strcmp(u->path, "/"))
+            snprintf(db, sizeof db, "%s", u->path + 1);
+    }
+    if (!f->redis || f->redis->err) {
+        snprintf(err, errsize, "redis floor: cannot connect: %s", f->redis ? f->redis->errstr : "out of memory");
+        return -1;
+    }
+    redisSetTimeout(f->redis, tv);
+    redisReply *r = NULL;
+    if (u->password[0])
+        r = u->user[0] ? redisCommand(f->redis, "AUTH %s %s", u->user, u->password)
+                       : redisCommand(f->redis, "AUTH %s", u->password);
+    if (u->password[0] && (!r || r->type == REDIS_REPLY_ERROR)) {
+        snprintf(err, errsize, "redis floor: AUTH refused");
+        freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    r = NULL;
+    if (db[0] && (!(r = redisCommand(f->redis, "SELECT %s", db)) || r->type == REDIS_REPLY_ERROR)) {
+        snprintf(err, errsize, "redis floor: SELECT %s failed", db);
+        freeReplyObject(r);
+        return -1;
+    }
+    freeReplyObject(r);
+    snprintf(f->command, sizeof f->command, "PING");
+    return 0;
+}
+
+static int redis_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    redisReply *r = redisCommand(f->redis, "PING");
+    int ok = r && r->type == REDIS_REPLY_STATUS && !strcmp(r->str, "PONG");
+    if (!ok)
+        snprintf(err, errsize, "redis floor: PING failed: %s", f->redis->err ? f->redis->errstr : "bad reply");
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+#endif
+
+#ifdef ANYLOCK_WITH_MEMCACHED
+static int memcached_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
+{
+    char protocol[16] = "text";
+    (void)query_param(u, "protocol", protocol, sizeof protocol);
+    f->mc = memcached_create(NULL);
+    if (!f->mc) {
+        snprintf(err, errsize, "memcached floor: out of memory");
+        return -1;
+    }
+    /* The behaviours the memcached backend sets that touch a get: no
+     * Nagle's delay, CAS support (a get becomes "gets"), the URL's protocol. */
+    memcached_behavior_set(f->mc, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1);
+    memcached_behavior_set(f->mc, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1);
+    if (!strcasecmp(protocol, "binary"))
+        memcached_behavior_set(f->mc, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, 1);
+    memcached_return_t rc =
+        memcached_server_add(f->mc, u->host[0] ? u->host : "127.0.0.1", (in_port_t)(u->port ? u->port : 11211));
+    if (memcached_failed(rc)) {
+        snprintf(err, errsize, "memcached floor: %s", memcached_strerror(f->mc, rc));
+        return -1;
+    }
+    snprintf(f->mc_key, sizeof f->mc_key, "anylock-bench-floor-missing-%ld", (long)getpid());
+    snprintf(f->command, sizeof f->command, "get (miss, %s)", strcasecmp(protocol, "binary") ? "text" : "binary");
+    return 0;
+}
+
+static int memcached_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    size_t len;
+    uint32_t flags;
+    memcached_return_t rc;
+    char *v = memcached_get(f->mc, f->mc_key, strlen(f->mc_key), &len, &flags, &rc);
+    free(v);
+    if (rc != MEMCACHED_NOTFOUND) {
+        snprintf(err, errsize, "memcached floor: get: %s", memcached_strerror(f->mc, rc));
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+#ifdef ANYLOCK_WITH_SQLITE
+static int sqlite_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
+{
+    /* The SQLAlchemy forms: sqlite:///relative.db, sqlite:////absolute.db. */
+    const char *path = u->path[0] == '/' ? u->path + 1 : u->path;
+    if (!path[0]) {
+        snprintf(err, errsize, "sqlite floor: no file in URL");
+        return -1;
+    }
+    if (sqlite3_open_v2(path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf(err, errsize, "sqlite floor: cannot open %s: %s", path, f->db ? sqlite3_errmsg(f->db) : "?");
+        return -1;
+    }
+    /* The backend's settings: a connection used by one thread at a time,
+     * WAL, synchronous=NORMAL (a commit survives a process crash, which is
+     * what a lock needs, without an fsync per transaction), and a busy
+     * timeout so that a writer waits its turn. */
+    static const char *const pragmas =
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;";
+    if (sqlite3_exec(f->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db, "BEGIN IMMEDIATE", -1, &f->begin, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db, "COMMIT", -1, &f->commit, NULL) != SQLITE_OK) {
+        snprintf(err, errsize, "sqlite floor: %s: %s", path, sqlite3_errmsg(f->db));
+        return -1;
+    }
+    snprintf(f->command, sizeof f->command, "BEGIN IMMEDIATE; COMMIT");
+    return 0;
+}
+
+static int sqlite_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    int rc1 = sqlite3_step(f->begin);
+    sqlite3_reset(f->begin);
+    int rc2 = rc1 == SQLITE_DONE ? sqlite3_step(f->commit) : SQLITE_DONE;
+    sqlite3_reset(f->commit);
+    if (rc1 != SQLITE_DONE || rc2 != SQLITE_DONE) {
+        snprintf(err, errsize, "sqlite floor: %s", sqlite3_errmsg(f->db));
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
+{
+    floor_url u;
+    if (parse_url(url, &u, err, errsize) != 0)
+        return NULL;
+    bench_floor *f = calloc(1, sizeof *f);
+    if (!f) {
+        snprintf(err, errsize, "out of memory");
+        return NULL;
+    }
+    int rc = -1;
+    if (!strcasecmp(u.scheme, "memory")) {
+        f->kind = FLOOR_MEMORY;
+        pthread_mutex_init(&f->mu, NULL);
+        snprintf(f->command, sizeof f->command, "mutex lock+unlock");
+        rc = 0;
+    }
+#ifdef ANYLOCK_WITH_REDIS
+    else if (!strcasecmp(u.scheme, "redis") || !strcasecmp(u.scheme, "redis+unix")) {
+        f->kind = FLOOR_REDIS;
+        rc = redis_open(f, &u, err, errsize);
+    }
+#endif
+#ifdef ANYLOCK_WITH_MEMCACHED
+    else if (!strcasecmp(u.scheme, "memcached") || !strcasecmp(u.scheme, "memcache")) {
+        f->kind = FLOOR_MEMCACHED;
+        rc = memcached_open(f, &u, err, errsize);
+    }
+#endif
+#ifdef ANYLOCK_WITH_SQLITE
+    else if (!strcasecmp(u.scheme, "sqlite")) {
+        f->kind = FLOOR_SQLITE;
+        rc = sqlite_open(f, &u, err, errsize);
+    }
+#endif
+    else {
+        snprintf(err, errsize, "no floor for %s:// in this build", u.scheme);
+        free(f);
+        return NULL;
+    }
+    if (rc != 0) {
+        bench_floor_close(f);
+        return NULL;
+    }
+    return f;
+}
+
+const char *bench_floor_command(const bench_floor *f)
+{
+    return f->command;
+}
+
+int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    switch (f->kind) {
+    case FLOOR_MEMORY:
+        pthread_mutex_lock(&f->mu);
+        pthread_mutex_unlock(&f->mu);
+        return 0;
+#ifdef ANYLOCK_WITH_REDIS
+    case FLOOR_REDIS:
+        return redis_round_trip(f, err, errsize);
+#endif
+#ifdef ANYLOCK_WITH_MEMCACHED
+    case FLOOR_MEMCACHED:
+        return memcached_round_trip(f, err, errsize);
+#endif
+#ifdef ANYLOCK_WITH_SQLITE
+    case FLOOR_SQLITE:
+        return sqlite_round_trip(f, err, errsize);
+#endif
+    default:
+        snprintf(err, errsize, "no floor");
+        return -1;
+    }
+}
+
+void bench_floor_close(bench_floor *f)
+{
+    if (!f)
+        return;
+    switch (f->kind) {
+    case FLOOR_MEMORY:
+        pthread_mutex_destroy(&f->mu);
+        break;
+#ifdef ANYLOCK_WITH_REDIS
+    case FLOOR_REDIS:
+        if (f->redis)
+            redisFree(f->redis);
+        break;
+#endif
+#ifdef ANYLOCK_WITH_MEMCACHED
+    case FLOOR_MEMCACHED:
+        if (f->mc)
+            memcached_free(f->mc);
+        break;
+#endif
+#ifdef ANYLOCK_WITH_SQLITE
+    case FLOOR_SQLITE:
+        sqlite3_finalize(f->begin);
+        sqlite3_finalize(f->commit);
+        if (f->db)
+            sqlite3_close(f->db);
+        break;
+#endif
+    default:
+        break;
+    }
+    free(f);
+}
