@@ -32,12 +32,7 @@ static anylock_lock *lock_for(anylock_client *c, const char *name)
     return l;
 }
 
-#define ck_status(expr, want)                                                                              \
-    do {                                                                                                   \
-        anylock_status st_ = (expr);                                                                       \
-        ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
-                      anylock_status_name(want));                                                          \
-    } while (0)
+#include "check_status.h"
 
 /* ---- basic ---- */
 

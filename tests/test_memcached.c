@@ -22,12 +22,7 @@
 /* The server shared by the conformance runs and most tests here. */
 static test_server shared;
 
-#define ck_status(expr, want)                                                                              \
-    do {                                                                                                   \
-        anylock_status st_ = (expr);                                                                       \
-        ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
-                      anylock_status_name(want));                                                          \
-    } while (0)
+#include "check_status.h"
 
 static anylock_client *open_url(const char *url)
 {

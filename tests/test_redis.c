@@ -25,12 +25,7 @@
 
 static test_server srv; /* shared by every test but the ones that start their own */
 
-#define ck_status(expr, want)                                                                              \
-    do {                                                                                                   \
-        anylock_status st_ = (expr);                                                                       \
-        ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
-                      anylock_status_name(want));                                                          \
-    } while (0)
+#include "check_status.h"
 
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 

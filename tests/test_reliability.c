@@ -57,12 +57,7 @@
 #define HAVE_SQLITE 0
 #endif
 
-#define ck_status(expr, want)                                                                              \
-    do {                                                                                                   \
-        anylock_status st_ = (expr);                                                                       \
-        ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
-                      anylock_status_name(want));                                                          \
-    } while (0)
+#include "check_status.h"
 
 /* What the suite needs to know about a backend. */
 typedef struct rel_backend {

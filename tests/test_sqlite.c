@@ -23,12 +23,7 @@
 #include "conformance.h"
 #include "harness.h"
 
-#define ck_status(expr, want)                                                                              \
-    do {                                                                                                   \
-        anylock_status st_ = (expr);                                                                       \
-        ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
-                      anylock_status_name(want));                                                          \
-    } while (0)
+#include "check_status.h"
 
 /* Each test works in its own temporary directory. */
 static char tdir[512];
