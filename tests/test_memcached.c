@@ -571,7 +571,12 @@ int main(void)
         .cross_process = 1,
         .can_list = 0,
         .can_reset_all = 0,
-        .expiry = 2,
+        /* Whole seconds: an item set for N s may go up to 1 s early (the
+         * backend sends N+1).  3 s leaves renewal, due at 2/3 of the expiry,
+         * a full second of margin on a loaded machine; 2 s left 0.67 s, and
+         * a renewal thread delayed longer than that was seen to lose a lock
+         * under ASan with parallel tests. */
+        .expiry = 3,
         .slack = 1.5,
         .processes = 16,
     };
