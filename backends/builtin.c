@@ -1,31 +1,49 @@
-/* Which backends this build has.  Each goes through the registry's one
- * validation and insertion path, as a third-party backend does. */
+/* The backends this build has, registered by the core's init hook
+ * (core/builtins.h) through the registry's one validation and insertion
+ * path, as a third-party backend is.  Every status is checked: the first
+ * failure is what the hook returns, and anylock_open() reports it. */
 #include "config.h"
 
+#include "../core/builtins.h"
 #include "builtin.h"
 
-void anylock__register_builtins(void)
-{
-    anylock__backend_register("open", &anylock__open_backend);
-    anylock__backend_register("memory", &anylock__memory_backend);
-    anylock__backend_register("migrate", &anylock__migrate_backend);
+typedef struct builtin {
+    const char *scheme;
+    const anylock_backend *backend; /* NULL: left out of this build */
+} builtin;
+
+static const builtin table[] = {
+    {"open", &anylock__open_backend},
+    {"memory", &anylock__memory_backend},
+    {"migrate", &anylock__migrate_backend},
 #ifdef ANYLOCK_WITH_REDIS
-    anylock__backend_register("redis", &anylock__redis_backend);
-    anylock__backend_register("redis+unix", &anylock__redis_backend);
+    {"redis", &anylock__redis_backend},
+    {"redis+unix", &anylock__redis_backend},
 #else
-    anylock__backend_register("redis", NULL);
-    anylock__backend_register("redis+unix", NULL);
+    {"redis", NULL},
+    {"redis+unix", NULL},
 #endif
 #ifdef ANYLOCK_WITH_MEMCACHED
-    anylock__backend_register("memcached", &anylock__memcached_backend);
-    anylock__backend_register("memcache", &anylock__memcached_backend);
+    {"memcached", &anylock__memcached_backend},
+    {"memcache", &anylock__memcached_backend},
 #else
-    anylock__backend_register("memcached", NULL);
-    anylock__backend_register("memcache", NULL);
+    {"memcached", NULL},
+    {"memcache", NULL},
 #endif
 #ifdef ANYLOCK_WITH_SQLITE
-    anylock__backend_register("sqlite", &anylock__sqlite_backend);
+    {"sqlite", &anylock__sqlite_backend},
 #else
-    anylock__backend_register("sqlite", NULL);
+    {"sqlite", NULL},
 #endif
+};
+
+anylock_status anylock__builtins_init(void)
+{
+    anylock_status first = ANYLOCK_OK;
+    for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
+        anylock_status st = anylock__backend_register(table[i].scheme, table[i].backend);
+        if (st != ANYLOCK_OK && first == ANYLOCK_OK)
+            first = st;
+    }
+    return first;
 }

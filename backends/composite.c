@@ -10,59 +10,84 @@
  * never run together, and every pair that does run together shares a store.
  *
  * Both stores see the composite's key (its prefix followed by the name) and
- * the lock's owner id, so release and extend work in each store with no
- * state kept here, and a process on the old or new URL with the same prefix
- * sees the same keys.  The sub-clients are ordinary clients opened with
- * anylock_open(); their slots are called directly through
- * anylock__op_forward(), because the public lock API would make a fresh,
- * unheld handle.
+ * the lock's owner id, so a process on the old or new URL with the same
+ * prefix sees the same keys.  The two stores are ordinary clients opened with
+ * anylock_open(); their backends are driven slot by slot with
+ * anylock_forward(), each with its own part of the composite lock's
+ * per-lock state.  Nothing here uses more than anylock_backend.h.
+ *
+ * While the composite waits in the new store, the old store's lease keeps
+ * running, so the wait is cut into slices of two thirds of that lease with
+ * an extend of the old lock between them; and once the new store has said
+ * yes, an old lease that may have run low is extended before the acquire
+ * returns: an acquire never succeeds on an old lease that may have passed.
+ * The fencing token is the new store's (the store the migration goes to).
  */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "../core/internal.h"
 #include "builtin.h"
 
 enum { OLD = 0, NEW = 1 };
 static const char *const label[2] = {"old", "new"};
 
+#define MS 1000000LL
+/* Per-lock state offsets are aligned so that each store's part is. */
+#define ALIGN 16
+
 typedef struct mig_client {
     anylock_client *store[2];
+    size_t off[2]; /* where each store's per-lock state is in ours */
 } mig_client;
 
-#define MS 1000000LL
+static const char *store_name(const mig_client *mc, int which)
+{
+    return anylock_client_scheme(mc->store[which]);
+}
 
 /* Records a store's failure in op: which store, then the store's own message
- * (which never holds a password: the core redacts it). */
+ * (which never holds a password: the core scrubs it). */
 static anylock_status store_error(anylock_op *op, const mig_client *mc, int which, anylock_status st,
                                   const char *msg)
 {
-    return anylock_op_error(op, st, "%s store (%s): %s", label[which], mc->store[which]->backend->name,
+    return anylock_op_error(op, st, "%s store (%s): %s", label[which], store_name(mc, which),
                             msg && *msg ? msg : anylock_strerror(st));
 }
 
-/* Checks one sub-URL before it is opened: it must parse, and it must not set
- * the core's prefix, timeout or expires, which belong to the migrate:// URL
- * (one key and one set of durations for both stores). */
-static anylock_status check_sub_url(anylock_op *op, int which, const char *text, char *redacted, size_t size)
+/* Whether the sub-URL's query sets parameter name. */
+static int query_sets(const char *url, const char *name)
 {
-    char eb[ANYLOCK_ERRMSG_MAX];
-    anylock__url u;
-    anylock_status st = anylock__url_parse(text, &u, eb);
-    if (st != ANYLOCK_OK)
-        return anylock_op_error(op, st, "migrate:// parameter %s: %s", label[which], eb);
-    const char *core = u.prefix ? "prefix" : u.timeout ? "timeout" : u.expires ? "expires" : NULL;
-    if (core)
-        st = anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
-                              "migrate:// parameter %s: set %s on the migrate:// URL, not on the %s store's URL",
-                              label[which], core, label[which]);
-    else if (!strcmp(u.pub.scheme, "migrate"))
-        st = anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "migrate:// parameter %s: migrate:// cannot be nested",
-                              label[which]);
-    snprintf(redacted, size, "%s", u.redacted ? u.redacted : "");
-    anylock__url_free(&u);
-    return st;
+    const char *q = strchr(url, '?');
+    size_t n = strlen(name);
+    for (const char *p = q; p; p = strchr(p + 1, '&'))
+        if (!strncmp(p + 1, name, n) && (p[1 + n] == '=' || p[1 + n] == '&' || p[1 + n] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* Checks one sub-URL before it is opened: it must not set the core's
+ * prefix, timeout or expires, which belong to the migrate:// URL (one key and
+ * one set of durations for both stores), nor be migrate:// itself. */
+static anylock_status check_sub_url(anylock_op *op, int which, const char *text)
+{
+    static const char *const core[] = {"prefix", "timeout", "expires"};
+    for (size_t i = 0; i < sizeof core / sizeof *core; i++)
+        if (query_sets(text, core[i]))
+            return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
+                                    "migrate:// parameter %s: set %s on the migrate:// URL, not on the %s store's URL",
+                                    label[which], core[i], label[which]);
+    if (!strncasecmp(text, "migrate:", 8))
+        return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "migrate:// parameter %s: migrate:// cannot be nested",
+                                label[which]);
+    return ANYLOCK_OK;
+}
+
+static size_t aligned(size_t n)
+{
+    return (n + ALIGN - 1) / ALIGN * ALIGN;
 }
 
 static anylock_status mig_open(anylock_op *op, const anylock_url *url)
@@ -71,10 +96,9 @@ static anylock_status mig_open(anylock_op *op, const anylock_url *url)
     if (url->nhosts || (url->path[0] && strcmp(url->path, "/")))
         return anylock_op_error(op, ANYLOCK_URL_MALFORMED,
                                 "migrate:// takes no host or path: name the stores with ?old=URL&new=URL");
-    if (url->user)
+    if (url->user || url->password)
         return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO,
                                 "migrate:// takes no user or password: put them in the old and new URLs");
-    char redacted[2][ANYLOCK_URL_MAX + 1];
     const char *text[2];
     for (int i = OLD; i <= NEW; i++) {
         text[i] = anylock_url_param_get(url, label[i]);
@@ -83,21 +107,35 @@ static anylock_status mig_open(anylock_op *op, const anylock_url *url)
                                     "migrate:// needs both old=URL and new=URL (percent-encode '&', '=' and '%%' "
                                     "inside them); %s= is missing",
                                     label[i]);
-        anylock_status st = check_sub_url(op, i, text[i], redacted[i], sizeof redacted[i]);
+        anylock_status st = check_sub_url(op, i, text[i]);
         if (st != ANYLOCK_OK)
             return st;
     }
-    /* One store under both names would make every acquire meet itself. */
-    if (!strcmp(redacted[OLD], redacted[NEW]))
-        return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "migrate:// old and new name the same store");
     for (int i = OLD; i <= NEW; i++) {
         anylock_status st = anylock_open(text[i], &mc->store[i]);
         if (st != ANYLOCK_OK) {
             if (!mc->store[i])
                 return ANYLOCK_NOMEM;
-            return anylock_op_error(op, st, "%s store: %s", label[i], anylock_errmsg(mc->store[i]));
+            return anylock_op_error(op, st, "%s store (migrate:// parameter %s): %s", label[i], label[i],
+                                    anylock_errmsg(mc->store[i]));
         }
     }
+    /* One store under both names would make every acquire meet itself. */
+    if (!strcmp(anylock_client_url(mc->store[OLD]), anylock_client_url(mc->store[NEW])))
+        return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "migrate:// old and new name the same store");
+
+    /* What the pair can do is what both stores can do (the token is the
+     * new store's); expiries are rounded to the coarser of the two. */
+    unsigned f[2] = {anylock_client_flags(mc->store[OLD]), anylock_client_flags(mc->store[NEW])};
+    unsigned both = ANYLOCK_BACKEND_NO_EXCLUSION | ANYLOCK_BACKEND_SESSION | ANYLOCK_BACKEND_SHARED |
+                    ANYLOCK_BACKEND_SEMAPHORE | ANYLOCK_BACKEND_LIST;
+    op->flags = (f[OLD] & f[NEW] & both) | (f[NEW] & ANYLOCK_BACKEND_TOKEN);
+    int64_t r[2] = {anylock_client_expiry_resolution_ms(mc->store[OLD]),
+                    anylock_client_expiry_resolution_ms(mc->store[NEW])};
+    op->expiry_resolution_ms = r[OLD] > r[NEW] ? r[OLD] : r[NEW];
+    mc->off[OLD] = 0;
+    mc->off[NEW] = aligned(anylock_client_lock_size(mc->store[OLD]));
+    op->lock_size = mc->off[NEW] + anylock_client_lock_size(mc->store[NEW]);
     return ANYLOCK_OK;
 }
 
@@ -109,21 +147,32 @@ static void mig_close(anylock_op *op)
         anylock_close(mc->store[i]);
 }
 
-typedef enum action { DO_RELEASE, DO_EXTEND, DO_RESET } action;
-
-/* Runs one slot of one store on op's behalf; the store's message lands in
- * errbuf. */
-static anylock_status run(const mig_client *mc, int which, const anylock_op *op, action a, char *errbuf)
+/* A copy of op for one store, with that store's part of the lock's state
+ * and its own message buffer. */
+static anylock_op sub_op(const mig_client *mc, int which, const anylock_op *op, char *errbuf)
 {
-    const anylock_client *c = mc->store[which];
-    anylock_op sub;
-    anylock__op_forward(&sub, c, op, errbuf);
-    const anylock_backend *b = c->backend;
-    anylock_status (*fn)(anylock_op *) = a == DO_RELEASE ? b->release : a == DO_EXTEND ? b->extend : b->reset;
-    if (!fn)
-        return anylock_op_error(&sub, ANYLOCK_UNSUPPORTED, "the %s backend cannot %s locks", b->name,
-                                a == DO_EXTEND ? "extend" : "reset");
-    return fn(&sub);
+    anylock_op sub = *op;
+    sub.lock_state = op->lock_state ? (char *)op->lock_state + mc->off[which] : NULL;
+    sub.errbuf = errbuf;
+    errbuf[0] = '\0';
+    sub.granted_at = 0;
+    sub.token = 0;
+    return sub;
+}
+
+/* Runs slot in one store for op; the store's message lands in errbuf and
+ * its outputs in *out (may be NULL). */
+static anylock_status run(const mig_client *mc, int which, const anylock_op *op, anylock_slot slot, void *arg,
+                          char *errbuf, anylock_op *out)
+{
+    anylock_op sub = sub_op(mc, which, op, errbuf);
+    int64_t t0 = anylock_now_ns();
+    anylock_status st = anylock_forward(mc->store[which], slot, &sub, arg);
+    if (!sub.granted_at)
+        sub.granted_at = t0;
+    if (out)
+        *out = sub;
+    return st;
 }
 
 /* Undoes a first-store acquire after the second failed.  Appends to op's
@@ -131,13 +180,13 @@ static anylock_status run(const mig_client *mc, int which, const anylock_op *op,
 static void rollback(anylock_op *op, const mig_client *mc, int which)
 {
     char eb[ANYLOCK_ERRMSG_MAX];
-    anylock_status st = run(mc, which, op, DO_RELEASE, eb);
+    anylock_status st = run(mc, which, op, ANYLOCK_SLOT_RELEASE, NULL, eb, NULL);
     if (st == ANYLOCK_OK || st == ANYLOCK_NOT_HELD)
         return;
     char first[ANYLOCK_ERRMSG_MAX];
     memcpy(first, op->errbuf, sizeof first);
-    anylock_op_error(op, ANYLOCK_OK, "%s; releasing it again in the %s store failed too (%s), so it stays there "
-                     "until its expiry",
+    anylock_op_error(op, ANYLOCK_OK, "%.120s; releasing it again in the %s store failed too (%.80s), so it stays "
+                     "there until its expiry",
                      first, label[which], eb[0] ? eb : anylock_strerror(st));
 }
 
@@ -161,50 +210,76 @@ static anylock_status combine(anylock_op *op, const mig_client *mc, const outcom
     int other = !worst;
     if (o->st[other] == ANYLOCK_OK)
         return store_error(op, mc, worst, o->st[worst], o->msg[worst]);
-    return anylock_op_error(op, o->st[worst], "%s store (%s): %s; %s store (%s): %s", label[worst],
-                            mc->store[worst]->backend->name,
-                            o->msg[worst][0] ? o->msg[worst] : anylock_strerror(o->st[worst]), label[other],
-                            mc->store[other]->backend->name,
+    return anylock_op_error(op, o->st[worst], "%s store (%s): %.100s; %s store (%s): %.100s", label[worst],
+                            store_name(mc, worst), o->msg[worst][0] ? o->msg[worst] : anylock_strerror(o->st[worst]),
+                            label[other], store_name(mc, other),
                             o->msg[other][0] ? o->msg[other] : anylock_strerror(o->st[other]));
+}
+
+static int64_t min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
 }
 
 static anylock_status mig_acquire(anylock_op *op)
 {
     mig_client *mc = op->state;
-    const anylock_client *old = mc->store[OLD], *nw = mc->store[NEW];
     char eb[ANYLOCK_ERRMSG_MAX];
-    anylock_op sub;
+    anylock_op got;
     for (;;) {
-        int64_t held_from = anylock_now_ns();
-        anylock__op_forward(&sub, old, op, eb);
-        anylock_status st = old->backend->acquire(&sub);
+        anylock_status st = run(mc, OLD, op, ANYLOCK_SLOT_ACQUIRE, NULL, eb, &got);
         if (st != ANYLOCK_OK)
             return store_error(op, mc, OLD, st, eb);
+        int64_t old_granted = got.granted_at;
+        int64_t lease = op->expires_ms * MS; /* 0: the old lock never expires */
         for (;;) {
-            anylock__op_forward(&sub, nw, op, eb);
-            /* While we wait in the new store the old one's expiry keeps
-             * running: a wait longer than the expiry would let an old-only
-             * process in while we still believe we hold it.  So wait in
-             * slices of two thirds of the expiry and extend the old lock
-             * between them, as the renewal thread would. */
+            /* Wait in the new store no longer than the old lease can be
+             * trusted without an extend. */
+            anylock_op want = *op;
             int sliced = 0;
-            if (op->expires_ms && op->deadline != 0 && old->backend->extend) {
-                int64_t refresh = held_from + op->expires_ms * MS * 2 / 3;
+            if (lease && op->deadline != 0) {
+                int64_t refresh = old_granted + lease * 2 / 3;
                 if (refresh < op->deadline) {
-                    sub.deadline = refresh;
+                    want.deadline = refresh;
                     sliced = 1;
                 }
             }
-            st = nw->backend->acquire(&sub);
-            if (st == ANYLOCK_OK)
+            st = run(mc, NEW, &want, ANYLOCK_SLOT_ACQUIRE, NULL, eb, &got);
+            if (st == ANYLOCK_OK) {
+                int64_t new_granted = got.granted_at;
+                op->token = got.token;
+                /* The new store may have taken long to say yes (a stalled
+                 * server): the old lease must still hold when we return. */
+                if (lease && anylock_now_ns() - old_granted > lease / 3) {
+                    anylock_op ext;
+                    anylock_status xs = run(mc, OLD, op, ANYLOCK_SLOT_EXTEND, NULL, eb, &ext);
+                    if (xs != ANYLOCK_OK) {
+                        char ebn[ANYLOCK_ERRMSG_MAX];
+                        run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, ebn, NULL);
+                        if (xs != ANYLOCK_NOT_HELD) {
+                            store_error(op, mc, OLD, xs, eb);
+                            rollback(op, mc, OLD);
+                            return xs;
+                        }
+                        /* Lost in the old store while the new one answered:
+                         * start again while the wait allows. */
+                        if (op->deadline == 0)
+                            return store_error(op, mc, OLD, ANYLOCK_BUSY,
+                                               "its lease passed while the new store answered");
+                        break;
+                    }
+                    old_granted = ext.granted_at;
+                }
+                op->granted_at = min64(old_granted, new_granted);
                 return ANYLOCK_OK;
+            }
             if (st != ANYLOCK_TIMEOUT || !sliced) {
                 store_error(op, mc, NEW, st, eb);
                 rollback(op, mc, OLD);
                 return st;
             }
-            int64_t t1 = anylock_now_ns();
-            st = run(mc, OLD, op, DO_EXTEND, eb);
+            anylock_op ext;
+            st = run(mc, OLD, op, ANYLOCK_SLOT_EXTEND, NULL, eb, &ext);
             if (st == ANYLOCK_NOT_HELD)
                 break; /* reset under us while we waited: start again */
             if (st != ANYLOCK_OK) {
@@ -212,7 +287,7 @@ static anylock_status mig_acquire(anylock_op *op)
                 rollback(op, mc, OLD);
                 return st;
             }
-            held_from = t1;
+            old_granted = ext.granted_at;
         }
         if (op->deadline != ANYLOCK_DEADLINE_NEVER && anylock_now_ns() >= op->deadline)
             return store_error(op, mc, OLD, ANYLOCK_TIMEOUT, "lost while waiting for the new store");
@@ -225,8 +300,8 @@ static anylock_status mig_release(anylock_op *op)
 {
     mig_client *mc = op->state;
     outcome o;
-    o.st[NEW] = run(mc, NEW, op, DO_RELEASE, o.msg[NEW]);
-    o.st[OLD] = run(mc, OLD, op, DO_RELEASE, o.msg[OLD]);
+    o.st[NEW] = run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, o.msg[NEW], NULL);
+    o.st[OLD] = run(mc, OLD, op, ANYLOCK_SLOT_RELEASE, NULL, o.msg[OLD], NULL);
     return combine(op, mc, &o);
 }
 
@@ -237,16 +312,18 @@ static anylock_status mig_extend(anylock_op *op)
     mig_client *mc = op->state;
     outcome o;
     char eb[ANYLOCK_ERRMSG_MAX];
-    o.st[OLD] = run(mc, OLD, op, DO_EXTEND, o.msg[OLD]);
+    anylock_op got[2];
+    o.st[OLD] = run(mc, OLD, op, ANYLOCK_SLOT_EXTEND, NULL, o.msg[OLD], &got[OLD]);
     if (o.st[OLD] == ANYLOCK_NOT_HELD || o.st[OLD] == ANYLOCK_NOT_EXPIRABLE) {
-        run(mc, NEW, op, DO_RELEASE, eb);
+        run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, eb, NULL);
         return store_error(op, mc, OLD, o.st[OLD], o.msg[OLD]);
     }
-    o.st[NEW] = run(mc, NEW, op, DO_EXTEND, o.msg[NEW]);
+    o.st[NEW] = run(mc, NEW, op, ANYLOCK_SLOT_EXTEND, NULL, o.msg[NEW], &got[NEW]);
     if (o.st[NEW] == ANYLOCK_NOT_HELD || o.st[NEW] == ANYLOCK_NOT_EXPIRABLE) {
-        run(mc, OLD, op, DO_RELEASE, eb);
+        run(mc, OLD, op, ANYLOCK_SLOT_RELEASE, NULL, eb, NULL);
         return store_error(op, mc, NEW, o.st[NEW], o.msg[NEW]);
     }
+    op->granted_at = min64(got[OLD].granted_at, got[NEW].granted_at);
     return combine(op, mc, &o);
 }
 
@@ -254,38 +331,9 @@ static anylock_status mig_reset(anylock_op *op)
 {
     mig_client *mc = op->state;
     outcome o;
-    o.st[NEW] = run(mc, NEW, op, DO_RESET, o.msg[NEW]);
-    o.st[OLD] = run(mc, OLD, op, DO_RESET, o.msg[OLD]);
+    o.st[NEW] = run(mc, NEW, op, ANYLOCK_SLOT_RESET, NULL, o.msg[NEW], NULL);
+    o.st[OLD] = run(mc, OLD, op, ANYLOCK_SLOT_RESET, NULL, o.msg[OLD], NULL);
     return combine(op, mc, &o);
-}
-
-/* Held if held in either store; the owner and expiry come from the old store
- * when it has the lock, else from the new one. */
-static anylock_status mig_inspect(anylock_op *op, anylock_info *info)
-{
-    mig_client *mc = op->state;
-    anylock_info got[2];
-    for (int i = OLD; i <= NEW; i++) {
-        const anylock_client *c = mc->store[i];
-        char eb[ANYLOCK_ERRMSG_MAX];
-        if (!c->backend->inspect)
-            return store_error(op, mc, i, ANYLOCK_UNSUPPORTED, "this backend cannot inspect locks");
-        anylock_op sub;
-        anylock__op_forward(&sub, c, op, eb);
-        memset(&got[i], 0, sizeof got[i]);
-        anylock_status st = c->backend->inspect(&sub, &got[i]);
-        if (st != ANYLOCK_OK)
-            return store_error(op, mc, i, st, eb);
-    }
-    int from = got[OLD].held ? OLD : NEW;
-    info->held = got[from].held;
-    memcpy(info->owner, got[from].owner, sizeof info->owner);
-    info->expires_in = got[from].expires_in;
-    /* Held in both by one owner: it is safe only until the sooner expiry. */
-    if (got[OLD].held && got[NEW].held && !strcmp(got[OLD].owner, got[NEW].owner) &&
-        got[NEW].expires_in < info->expires_in)
-        info->expires_in = got[NEW].expires_in;
-    return ANYLOCK_OK;
 }
 
 static anylock_status mig_reset_all(anylock_op *op, size_t *count)
@@ -293,105 +341,35 @@ static anylock_status mig_reset_all(anylock_op *op, size_t *count)
     mig_client *mc = op->state;
     outcome o;
     size_t n[2] = {0, 0};
-    for (int i = NEW; i >= OLD; i--) {
-        const anylock_client *c = mc->store[i];
-        o.msg[i][0] = '\0';
-        if (!c->backend->reset_all) {
-            o.st[i] = ANYLOCK_UNSUPPORTED;
-            snprintf(o.msg[i], sizeof o.msg[i], "the %s backend cannot reset all locks", c->backend->name);
-            continue;
-        }
-        anylock_op sub;
-        anylock__op_forward(&sub, c, op, o.msg[i]);
-        o.st[i] = c->backend->reset_all(&sub, &n[i]);
-    }
+    for (int i = NEW; i >= OLD; i--)
+        o.st[i] = run(mc, i, op, ANYLOCK_SLOT_RESET_ALL, &n[i], o.msg[i], NULL);
     /* A lock taken through the composite is in both stores and counts once;
      * the larger count is exact for those, a lower bound otherwise. */
     *count = n[OLD] > n[NEW] ? n[OLD] : n[NEW];
     return combine(op, mc, &o);
 }
 
-/* The union of both stores' lists, each name once. */
-typedef struct listed {
-    char *name;
-    int store;
-    anylock_info info;
-} listed;
-
-typedef struct collection {
-    listed *items;
-    size_t n, cap;
-    int store;
-    int nomem;
-} collection;
-
-static int collect(const anylock_info *info, void *userdata)
-{
-    collection *col = userdata;
-    if (col->n == col->cap) {
-        size_t cap = col->cap ? col->cap * 2 : 16;
-        listed *grown = realloc(col->items, cap * sizeof *grown);
-        if (!grown) {
-            col->nomem = 1;
-            return 1;
-        }
-        col->items = grown;
-        col->cap = cap;
-    }
-    listed *it = &col->items[col->n];
-    it->name = anylock__strdup(info->name);
-    if (!it->name) {
-        col->nomem = 1;
-        return 1;
-    }
-    it->store = col->store;
-    it->info = *info;
-    col->n++;
-    return 0;
-}
-
-static int by_name_then_store(const void *a, const void *b)
-{
-    const listed *x = a, *y = b;
-    int c = strcmp(x->name, y->name);
-    return c ? c : x->store - y->store;
-}
-
-static anylock_status mig_list(anylock_op *op, anylock_list_fn fn, void *userdata)
+/* Both stores' holders: the core keeps one record per holder, so a lock
+ * held in both through the composite is one holder (with the sooner of its
+ * two expiries, the one that holds in both). */
+static anylock_status mig_enumerate(anylock_op *op, anylock_emitter *em)
 {
     mig_client *mc = op->state;
-    collection col = {0};
-    anylock_status st = ANYLOCK_OK;
-    for (int i = OLD; i <= NEW && st == ANYLOCK_OK; i++) {
-        const anylock_client *c = mc->store[i];
+    for (int i = OLD; i <= NEW; i++) {
         char eb[ANYLOCK_ERRMSG_MAX];
-        if (!c->backend->list) {
-            st = store_error(op, mc, i, ANYLOCK_UNSUPPORTED, "this backend cannot list locks");
-            break;
-        }
-        anylock_op sub;
-        anylock__op_forward(&sub, c, op, eb);
-        col.store = i;
-        st = c->backend->list(&sub, collect, &col);
-        if (st == ANYLOCK_OK && col.nomem)
-            st = ANYLOCK_NOMEM;
+        anylock_status st = run(mc, i, op, ANYLOCK_SLOT_ENUMERATE, em, eb, NULL);
         if (st != ANYLOCK_OK)
-            store_error(op, mc, i, st, eb);
+            return store_error(op, mc, i, st, eb);
     }
-    if (st == ANYLOCK_OK && col.n)
-        qsort(col.items, col.n, sizeof *col.items, by_name_then_store);
-    int stop = 0;
-    for (size_t k = 0; k < col.n; k++) {
-        /* The old store's entry comes first and wins, as in inspect. */
-        if (st == ANYLOCK_OK && !stop && (k == 0 || strcmp(col.items[k].name, col.items[k - 1].name))) {
-            col.items[k].info.name = col.items[k].name;
-            stop = fn(&col.items[k].info, userdata);
-        }
-    }
-    for (size_t k = 0; k < col.n; k++)
-        free(col.items[k].name);
-    free(col.items);
-    return st;
+    return ANYLOCK_OK;
+}
+
+static void mig_forget(anylock_op *op)
+{
+    mig_client *mc = op->state;
+    char eb[ANYLOCK_ERRMSG_MAX];
+    for (int i = OLD; i <= NEW; i++)
+        run(mc, i, op, ANYLOCK_SLOT_FORGET, NULL, eb, NULL);
 }
 
 static const char *const mig_params[] = {"old", "new", NULL};
@@ -400,9 +378,9 @@ const anylock_backend anylock__migrate_backend = {
     .version = ANYLOCK_BACKEND_VERSION,
     .name = "migrate",
     .state_size = sizeof(mig_client),
-    .flags = 0,
-    /* Each store's expiry is rounded up to its own resolution when the op is
-     * forwarded (anylock__op_forward), so none is needed here. */
+    .flags = 0, /* open takes them from the two stores */
+    /* open takes the coarser of the two stores' resolutions; each store's
+     * expiry is also rounded to its own by anylock_forward(). */
     .expiry_resolution_ms = 1,
     .params = mig_params,
     .open = mig_open,
@@ -410,8 +388,9 @@ const anylock_backend anylock__migrate_backend = {
     .acquire = mig_acquire,
     .release = mig_release,
     .extend = mig_extend,
-    .inspect = mig_inspect,
     .reset = mig_reset,
     .reset_all = mig_reset_all,
-    .list = mig_list,
+    .lock_size = 0, /* open computes it from the two stores' */
+    .enumerate = mig_enumerate,
+    .forget = mig_forget,
 };

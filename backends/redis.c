@@ -29,7 +29,6 @@
 
 #include <hiredis/hiredis.h>
 
-#include "../core/internal.h"
 #include "builtin.h"
 
 #define DEFAULT_PORT 6379
@@ -409,9 +408,9 @@ static anylock_status redis_open(anylock_op *op, const anylock_url *url)
 
     if (url->user && url->user[0] && !url->password)
         return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO, "redis: a user name needs a password (user:password@)");
-    if (url->password && !(s->password = anylock__strdup(url->password)))
+    if (url->password && !(s->password = strdup(url->password)))
         return ANYLOCK_NOMEM;
-    if (url->user && url->user[0] && !(s->user = anylock__strdup(url->user)))
+    if (url->user && url->user[0] && !(s->user = strdup(url->user)))
         return ANYLOCK_NOMEM;
 
     const char *db = anylock_url_param_get(url, "db");
@@ -421,7 +420,7 @@ static anylock_status redis_open(anylock_op *op, const anylock_url *url)
                                     "redis+unix: takes no host: write redis+unix:///path/to/redis.sock");
         if (!url->path[0] || !strcmp(url->path, "/"))
             return anylock_op_error(op, ANYLOCK_URL_BAD_PATH, "redis+unix: the URL needs the socket's path");
-        if (!(s->host = anylock__strdup(url->path)))
+        if (!(s->host = strdup(url->path)))
             return ANYLOCK_NOMEM;
         if (db && (st = parse_db(op, db, &s->db)))
             return st;
@@ -431,7 +430,7 @@ static anylock_status redis_open(anylock_op *op, const anylock_url *url)
         if (db)
             return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
                                     "redis: give the database as the URL's path (redis://host/2), not as ?db=");
-        s->host = anylock__strdup(url->nhosts ? url->hosts[0].host : "127.0.0.1");
+        s->host = strdup(url->nhosts ? url->hosts[0].host : "127.0.0.1");
         if (!s->host)
             return ANYLOCK_NOMEM;
         s->port = url->nhosts && url->hosts[0].port ? url->hosts[0].port : DEFAULT_PORT;
@@ -877,7 +876,7 @@ static anylock_status list_each(anylock_op *op, redis_state *s, rconn *conn, con
     anylock_status st = probe(op, conn, k->str, k->len, owner, &pttl);
     if (st != ANYLOCK_OK || !owner[0])
         return st; /* gone since SCAN saw it */
-    char *name = anylock__strndup(k->str + op->prefix_len, k->len - op->prefix_len);
+    char *name = strndup(k->str + op->prefix_len, k->len - op->prefix_len);
     if (!name)
         return anylock_op_error(op, ANYLOCK_NOMEM, "redis: out of memory");
     anylock_info info;
@@ -907,7 +906,7 @@ static anylock_status redis_list(anylock_op *op, anylock_list_fn fn, void *userd
 }
 
 const anylock_backend anylock__redis_backend = {
-    .version = ANYLOCK_BACKEND_VERSION,
+    .version = 1, /* TODO(v2 port) */
     .name = "redis",
     .state_size = sizeof(redis_state),
     .flags = 0,

@@ -44,7 +44,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/internal.h"
 #include "builtin.h"
 
 /* PRAGMA application_id of an anylock database: "ANYL". */
@@ -524,7 +523,7 @@ static anylock_status sq_open(anylock_op *op, const anylock_url *url)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PATH,
                                 "sqlite:// needs a file shared by processes; for locks inside one "
                                 "process use memory://");
-    if (!(sc->path = anylock__strdup(path)))
+    if (!(sc->path = strdup(path)))
         return ANYLOCK_NOMEM;
     struct stat sb;
     if (stat(sc->path, &sb) == 0 && S_ISDIR(sb.st_mode))
@@ -927,7 +926,7 @@ static anylock_status sq_list(anylock_op *op, anylock_list_fn fn, void *userdata
         }
         sq_item *it = &items[n];
         memset(it, 0, sizeof *it);
-        it->name = anylock__strndup(key + op->prefix_len, key_len - op->prefix_len);
+        it->name = strndup(key + op->prefix_len, key_len - op->prefix_len);
         if (!it->name) {
             st = ANYLOCK_NOMEM;
             break;
@@ -956,7 +955,7 @@ static anylock_status sq_list(anylock_op *op, anylock_list_fn fn, void *userdata
 }
 
 const anylock_backend anylock__sqlite_backend = {
-    .version = ANYLOCK_BACKEND_VERSION,
+    .version = 1, /* TODO(v2 port) */
     .name = "sqlite",
     .state_size = sizeof(sq_client),
     .flags = 0,

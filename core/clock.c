@@ -22,13 +22,35 @@ int64_t anylock__deadline(int64_t timeout_ms)
 
 int64_t anylock_op_ms_left(const anylock_op *op)
 {
-    if (op->deadline == ANYLOCK_DEADLINE_NEVER)
+    return anylock_ms_until(op->deadline);
+}
+
+double anylock__wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int64_t anylock_ms_until(int64_t deadline_ns)
+{
+    if (deadline_ns == ANYLOCK_DEADLINE_NEVER)
         return INT64_MAX;
-    int64_t left = op->deadline - anylock_now_ns();
+    int64_t left = deadline_ns - anylock_now_ns();
     return left <= 0 ? 0 : (left + 999999) / 1000000;
 }
 
-int anylock__cond_init(pthread_cond_t *cond)
+int64_t anylock_op_io_deadline(const anylock_op *op, int64_t timeout_ms)
+{
+    int64_t now = anylock_now_ns();
+    int64_t d = timeout_ms >= (ANYLOCK_DEADLINE_NEVER - now) / 1000000 ? ANYLOCK_DEADLINE_NEVER
+                                                                        : now + timeout_ms * 1000000;
+    if (op && op->deadline != 0 && op->deadline != ANYLOCK_DEADLINE_NEVER && op->deadline < d)
+        d = op->deadline;
+    return d;
+}
+
+int anylock_cond_init(pthread_cond_t *cond)
 {
     pthread_condattr_t attr;
     int rc = pthread_condattr_init(&attr);
@@ -41,7 +63,7 @@ int anylock__cond_init(pthread_cond_t *cond)
     return rc;
 }
 
-int anylock__cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns)
+int anylock_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns)
 {
     if (deadline_ns == ANYLOCK_DEADLINE_NEVER)
         return pthread_cond_wait(cond, mu);

@@ -4,10 +4,14 @@
  * (ANYLOCK_DEFAULT_*), the process-wide defaults set here, the client's URL
  * query, the lock's own options.
  */
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -46,8 +50,12 @@ anylock_status anylock__duration_ms(double seconds, int64_t forever_value, int64
         return ANYLOCK_BAD_DURATION;
     }
     /* Round up: a duration is never shortened.  The small slack absorbs
-     * binary representation error (0.3 * 1000 is 300.00000000000006). */
+     * binary representation error (0.3 * 1000 is 300.00000000000006), and a
+     * positive duration never becomes 0 (which would mean "try once" for a
+     * timeout and, worse, "never expires" for an expiry). */
     *out = (int64_t)ceil(seconds * 1000.0 - 1e-6);
+    if (*out < 1 && seconds > 0)
+        *out = 1;
     return ANYLOCK_OK;
 }
 
@@ -76,33 +84,9 @@ anylock_status anylock__duration_parse(const char *text, int64_t forever_value, 
     return anylock__duration_ms(strtod(text, NULL), forever_value, out, errbuf, what);
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0. */
-static size_t utf8_len(const unsigned char *s)
-{
-    if (s[0] < 0x80)
-        return 1;
-    size_t n;
-    unsigned min;
-    if ((s[0] & 0xe0) == 0xc0)
-        n = 2, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0)
-        n = 3, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0)
-        n = 4, min = 0x10000;
-    else
-        return 0;
-    unsigned cp = s[0] & (0x7f >> n);
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return n;
-}
-
-/* Names and prefixes: UTF-8 without control characters. */
+/* Names, prefixes and labels: UTF-8 without control characters, C0 (below
+ * U+0020), DEL or C1 (U+0080 to U+009F, such as U+0085 NEXT LINE, which
+ * some terminals and log readers take for a line break). */
 static anylock_status check_text(const char *text, size_t max, anylock_status bad, const char *what,
                                  char *errbuf)
 {
@@ -117,9 +101,13 @@ static anylock_status check_text(const char *text, size_t max, anylock_status ba
             anylock__format(errbuf, "%s has a control character (0x%02x) at byte %zu", what, s[i], i);
             return bad;
         }
-        size_t n = utf8_len(s + i);
+        size_t n = anylock__utf8_len(s + i, len - i);
         if (n == 0) {
             anylock__format(errbuf, "%s is not valid UTF-8 at byte %zu", what, i);
+            return bad;
+        }
+        if (n == 2 && s[i] == 0xc2 && s[i + 1] < 0xa0) {
+            anylock__format(errbuf, "%s has a control character (U+%04X) at byte %zu", what, s[i + 1], i);
             return bad;
         }
         i += n;
@@ -147,6 +135,14 @@ anylock_status anylock__check_prefix(const char *prefix, char *errbuf)
         return ANYLOCK_BAD_PREFIX;
     }
     return check_text(prefix, ANYLOCK_PREFIX_MAX, ANYLOCK_BAD_PREFIX, "prefix", errbuf);
+}
+
+anylock_status anylock__check_label(const char *label, char *errbuf)
+{
+    if (!label)
+        return ANYLOCK_OK;
+    anylock_status st = check_text(label, ANYLOCK_LABEL_MAX, ANYLOCK_INVALID, "label", errbuf);
+    return st;
 }
 
 anylock_status anylock__check_id(const char *id, char *errbuf)
@@ -218,6 +214,7 @@ anylock_status anylock_set_default_expires(double seconds)
         return st;
     pthread_mutex_lock(&defaults_mu);
     defaults.expires_ms = ms;
+    defaults.expires_set = 1;
     pthread_mutex_unlock(&defaults_mu);
     return ANYLOCK_OK;
 }
@@ -230,5 +227,104 @@ anylock_status anylock_set_default_prefix(const char *prefix)
     pthread_mutex_lock(&defaults_mu);
     memcpy(defaults.prefix, prefix, strlen(prefix) + 1);
     pthread_mutex_unlock(&defaults_mu);
+    return ANYLOCK_OK;
+}
+
+anylock_status anylock_parse_duration(const char *text, double *seconds)
+{
+    if (!text || !seconds)
+        return ANYLOCK_INVALID;
+    int64_t ms;
+    anylock_status st = anylock__duration_parse(text, -1, &ms, NULL, "duration");
+    if (st != ANYLOCK_OK)
+        return st;
+    *seconds = ms == -1 ? ANYLOCK_FOREVER : strtod(text, NULL);
+    return ANYLOCK_OK;
+}
+
+/* Makes dir with mode 0700 unless it exists as a directory. */
+static int make_private_dir(const char *dir)
+{
+    struct stat sb;
+    if (mkdir(dir, 0700) == 0)
+        return 0;
+    if (errno == EEXIST && stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return 0;
+    if (errno == EEXIST)
+        errno = ENOTDIR;
+    return -1;
+}
+
+/* The user's home directory, from the password database (so the same for a
+ * login shell, cron and a systemd unit), else $HOME. */
+static int home_dir(char *out, size_t size)
+{
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    if (getpwuid_r(getuid(), &pw, buf, sizeof buf, &found) == 0 && found && found->pw_dir &&
+        found->pw_dir[0] == '/') {
+        snprintf(out, size, "%s", found->pw_dir);
+        return 0;
+    }
+    const char *home = getenv("HOME");
+    if (home && home[0] == '/') {
+        snprintf(out, size, "%s", home);
+        return 0;
+    }
+    return -1;
+}
+
+anylock_status anylock_default_url(char *buf, size_t size)
+{
+    if (!buf || size < 2)
+        return ANYLOCK_INVALID;
+    buf[0] = '\0';
+    const char *env = getenv("ANYLOCK_URL");
+    if (env) {
+        if (!*env) {
+            snprintf(buf, size, "ANYLOCK_URL is set but empty: give it a URL, or unset it for the default store");
+            return ANYLOCK_URL_MALFORMED;
+        }
+        if (strlen(env) >= size) {
+            snprintf(buf, size, "ANYLOCK_URL is too long");
+            return ANYLOCK_INVALID;
+        }
+        memcpy(buf, env, strlen(env) + 1);
+        return ANYLOCK_OK;
+    }
+    if (!anylock_backend_available("sqlite")) {
+        snprintf(buf, size, "this build has no sqlite:// backend for the default store: set ANYLOCK_URL");
+        return ANYLOCK_BACKEND_DISABLED;
+    }
+    char home[1024], cache[1100], dir[1200];
+    if (home_dir(home, sizeof home)) {
+        snprintf(buf, size, "no home directory for the default store: set ANYLOCK_URL");
+        return ANYLOCK_ACCESS;
+    }
+    snprintf(cache, sizeof cache, "%s%s.cache", home, home[strlen(home) - 1] == '/' ? "" : "/");
+    snprintf(dir, sizeof dir, "%s/anylock", cache);
+    if (make_private_dir(cache) || make_private_dir(dir)) {
+        snprintf(buf, size, "cannot create %.200s for the default store: %s", dir, strerror(errno));
+        return ANYLOCK_ACCESS;
+    }
+    /* sqlite:///x is relative; an absolute path takes one more slash.  The
+     * path is percent-encoded but for unreserved characters and '/'. */
+    static const char head[] = "sqlite:///";
+    static const char tail[] = "/locks.db";
+    size_t o = 0;
+    char out[ANYLOCK_URL_MAX + 1];
+    memcpy(out, head, sizeof head - 1);
+    o = sizeof head - 1;
+    for (const unsigned char *p = (const unsigned char *)dir; *p && o + 4 < sizeof out; p++) {
+        int plain = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                    strchr("-._~/", *p);
+        o += (size_t)snprintf(out + o, sizeof out - o, plain ? "%c" : "%%%02X", *p);
+    }
+    if (o + sizeof tail > sizeof out || o + sizeof tail > size) {
+        snprintf(buf, size, "the home directory's path is too long for a URL: set ANYLOCK_URL");
+        return ANYLOCK_INVALID;
+    }
+    memcpy(out + o, tail, sizeof tail);
+    memcpy(buf, out, o + sizeof tail);
     return ANYLOCK_OK;
 }

@@ -1,7 +1,8 @@
 /*
  * The backend registry: URL scheme -> vtable.  Built-in backends are
- * registered on first use through the same public call as third-party ones;
- * the core knows none of them by name.
+ * registered on first use by the core's one init hook (core/builtins.h),
+ * through the same validation as third-party ones; the core knows none of
+ * them by name.
  */
 #include <ctype.h>
 #include <pthread.h>
@@ -9,7 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../backends/builtin.h"
+#include "builtins.h"
 #include "internal.h"
 
 #define SCHEME_MAX 32
@@ -23,10 +24,11 @@ static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t builtins_once = PTHREAD_ONCE_INIT;
 static entry *entries;
 static size_t nentries, capacity;
+static anylock_status builtins_status = ANYLOCK_OK;
 
 static void register_builtins(void)
 {
-    anylock__register_builtins();
+    builtins_status = anylock__builtins_init();
 }
 
 static int valid_scheme(const char *s)
@@ -85,8 +87,13 @@ anylock_status anylock__backend_register(const char *scheme, const anylock_backe
 {
     if (!b)
         return add(scheme, NULL);
-    if (b->version < 1 || !b->name || !b->open || !b->close || !b->acquire || !b->release ||
-        b->state_size > (1u << 20) || b->expiry_resolution_ms < 1)
+    /* Only versions this library knows: a newer backend would have slots and
+     * fields the core would never call or read. */
+    if (b->version < 1 || b->version > ANYLOCK_BACKEND_VERSION || !b->name || !b->open || !b->close ||
+        !b->acquire || !b->release || b->state_size > (1u << 20) || b->expiry_resolution_ms < 1 ||
+        b->expiry_resolution_ms > 3600 * 1000)
+        return ANYLOCK_BACKEND_INVALID;
+    if (b->version >= 2 && b->lock_size > (1u << 20))
         return ANYLOCK_BACKEND_INVALID;
     return add(scheme, b);
 }
@@ -107,8 +114,9 @@ anylock_status anylock_backend_register_disabled(const char *scheme)
 
 anylock__found anylock__registry_find(const char *scheme)
 {
-    anylock__found f = {NULL, 0};
+    anylock__found f = {NULL, 0, ANYLOCK_OK};
     pthread_once(&builtins_once, register_builtins);
+    f.builtins = builtins_status;
     pthread_mutex_lock(&registry_mu);
     entry *e = find_locked(scheme);
     if (e) {

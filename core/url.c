@@ -78,7 +78,7 @@ static char *arena_take(arena *a, size_t n)
 }
 
 static anylock_status parse_userinfo(anylock__url *u, arena *a, const char *text, size_t start, size_t end,
-                                     char *errbuf, size_t *pw_start, size_t *pw_end)
+                                     char *errbuf)
 {
     size_t colon = end;
     for (size_t i = start; i < end; i++) {
@@ -104,8 +104,6 @@ static anylock_status parse_userinfo(anylock__url *u, arena *a, const char *text
             return ANYLOCK_URL_BAD_ESCAPE;
         }
         u->pub.password = pw;
-        *pw_start = colon + 1;
-        *pw_end = end;
     }
     return ANYLOCK_OK;
 }
@@ -119,8 +117,10 @@ static anylock_status parse_port(const char *text, size_t start, size_t end, int
     }
     for (size_t i = start; i < end; i++) {
         if (!isdigit((unsigned char)text[i]) || i - start >= 5) {
-            anylock__format(errbuf, "bad port number \"%.*s\" (1 to 65535)", (int)(end - start > 16 ? 16 : end - start),
-                            text + start);
+            /* The text is not echoed: in "user:secret/x@h" it is a password
+             * that a '/' cut from its '@'. */
+            anylock__format(errbuf, "bad port number at offset %zu (1 to 65535, digits only; a '/' in a "
+                            "password must be written %%2F)", start);
             return ANYLOCK_URL_BAD_PORT;
         }
         v = v * 10 + (text[i] - '0');
@@ -271,63 +271,247 @@ static anylock_status parse_query(anylock__url *u, arena *a, const char *text, s
     return ANYLOCK_OK;
 }
 
-/*
- * A query value may itself be a URL with a password (migrate://?old=URL
- * names two stores): that password is redacted too.  Such a value is
- * replaced in u->redacted by its own redacted form, percent-encoded again;
- * other values are left as written.  The query starts at offset q of
- * u->redacted (the main password is already redacted before it).
+/* ---- redaction ----------------------------------------------------------
+ *
+ * Passwords are hidden by the text's structure alone, without needing a
+ * valid URL, so that a URL that fails to parse is shown as safely as one that
+ * parses.  The rules err on the side of hiding too much:
+ *   - after each "://", up to the next "://" (or the end), the text before
+ *     the last '@' is a userinfo unless it starts with '/'; in it, what
+ *     follows the first ':' is a password;
+ *   - a query value that percent-decodes to text holding "://" is redacted
+ *     the same way, decoded, and put back percent-encoded if that hid
+ *     anything (so an encoded nested URL's password is hidden too).
  */
-static anylock_status redact_query(anylock__url *u, size_t q)
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int nomem;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
 {
-    const char *r = u->redacted;
-    size_t len = strlen(r);
-    /* Each redacted value is at most three times as long encoded. */
-    char *out = malloc(3 * len + 1);
-    char *val = malloc(len + 1);
-    anylock_status st = out && val ? ANYLOCK_OK : ANYLOCK_NOMEM;
-    size_t o = q, from = q;
-    if (st == ANYLOCK_OK)
-        memcpy(out, r, q);
-    while (st == ANYLOCK_OK && from <= len) {
-        const char *amp = memchr(r + from, '&', len - from);
-        size_t to = amp ? (size_t)(amp - r) : len;
-        const char *eq = memchr(r + from, '=', to - from);
-        size_t vs = eq ? (size_t)(eq - r) + 1 : to;
-        memcpy(out + o, r + from, vs - from);
-        o += vs - from;
-        size_t bad;
-        anylock__url inner;
-        char errbuf[ANYLOCK_ERRMSG_MAX];
-        int nested = decode(r + vs, to - vs, val, &bad) == ANYLOCK_OK && strstr(val, "://") &&
-                     anylock__url_parse(val, &inner, errbuf) == ANYLOCK_OK;
-        if (nested && inner.pub.password) {
-            for (const char *p = inner.redacted; *p; p++) {
-                if (*p == '&' || *p == '=' || *p == '%' || *p == '+') {
-                    o += (size_t)sprintf(out + o, "%%%02X", (unsigned char)*p);
-                } else {
-                    out[o++] = *p;
-                }
-            }
-        } else {
-            memcpy(out + o, r + vs, to - vs);
-            o += to - vs;
+    if (b->nomem)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *g = realloc(b->p, cap);
+        if (!g) {
+            b->nomem = 1;
+            return;
         }
-        if (nested)
-            anylock__url_free(&inner);
-        if (amp)
-            out[o++] = '&';
-        from = to + 1;
+        b->p = g;
+        b->cap = cap;
     }
-    if (st == ANYLOCK_OK) {
-        out[o] = '\0';
-        free(u->redacted);
-        u->redacted = out;
-        out = NULL;
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static const char *find_sep(const char *s, const char *end)
+{
+    for (const char *p = s; p + 3 <= end; p++)
+        if (p[0] == ':' && p[1] == '/' && p[2] == '/')
+            return p;
+    return NULL;
+}
+
+/* Redacts text[0..n) by the "://" rule into b. */
+static void redact_authorities(sbuf *b, const char *text, size_t n)
+{
+    const char *end = text + n, *from = text;
+    for (const char *sep = find_sep(text, end); sep; sep = find_sep(from, end)) {
+        const char *auth = sep + 3;
+        sb_add(b, from, (size_t)(auth - from));
+        from = auth;
+        const char *lim = find_sep(auth, end);
+        if (!lim)
+            lim = end;
+        const char *at = NULL;
+        for (const char *p = auth; p < lim; p++)
+            if (*p == '@')
+                at = p;
+        if (!at || *auth == '/')
+            continue;
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (!colon)
+            continue;
+        sb_add(b, auth, (size_t)(colon + 1 - auth));
+        sb_add(b, "***", 3);
+        from = at;
     }
-    free(out);
-    free(val);
-    return st;
+    sb_add(b, from, (size_t)(end - from));
+}
+
+static int hexval(int c);
+
+/* Percent-decodes s[0..n) into b ('+' stays); 1 if it held an escape. */
+static int pct_decode(sbuf *b, const char *s, size_t n)
+{
+    int any = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi = s[i] == '%' && i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval((unsigned char)s[i + 2]) : -1;
+        if (hi >= 0 && lo >= 0) {
+            char c = (char)(hi << 4 | lo);
+            sb_add(b, &c, 1);
+            i += 2;
+            any = 1;
+        } else {
+            sb_add(b, s + i, 1);
+        }
+    }
+    return any;
+}
+
+static void pct_encode(sbuf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c && (isalnum(c) || strchr("-._~:/?@!$'()*,;", c))) {
+            sb_add(b, (const char *)&c, 1);
+        } else {
+            char e[3] = {'%', hex[c >> 4], hex[c & 15]};
+            sb_add(b, e, 3);
+        }
+    }
+}
+
+static void redact_into(sbuf *b, const char *text, size_t n, int depth);
+
+/* Copies one query value, redacting a percent-encoded nested URL. */
+static void redact_value(sbuf *b, const char *v, size_t n, int depth)
+{
+    sbuf dec = {0}, red = {0};
+    if (depth < 4 && memchr(v, '%', n) && pct_decode(&dec, v, n) && !dec.nomem && dec.p && strstr(dec.p, "://")) {
+        redact_into(&red, dec.p, dec.n, depth + 1);
+        if (!red.nomem && red.p && strcmp(red.p, dec.p)) {
+            pct_encode(b, red.p, red.n);
+            free(dec.p);
+            free(red.p);
+            return;
+        }
+    }
+    b->nomem |= dec.nomem | red.nomem;
+    free(dec.p);
+    free(red.p);
+    sb_add(b, v, n);
+}
+
+static void redact_into(sbuf *b, const char *text, size_t n, int depth)
+{
+    /* First hide encoded nested URLs in query values, then apply the "://"
+     * rule to the whole. */
+    sbuf q = {0};
+    const char *end = text + n;
+    const char *qm = memchr(text, '?', n);
+    if (!qm) {
+        redact_authorities(b, text, n);
+        return;
+    }
+    sb_add(&q, text, (size_t)(qm + 1 - text));
+    for (const char *from = qm + 1; from <= end;) {
+        const char *amp = memchr(from, '&', (size_t)(end - from));
+        const char *to = amp ? amp : end;
+        const char *eq = memchr(from, '=', (size_t)(to - from));
+        const char *vs = eq ? eq + 1 : to;
+        sb_add(&q, from, (size_t)(vs - from));
+        redact_value(&q, vs, (size_t)(to - vs), depth);
+        if (!amp)
+            break;
+        sb_add(&q, "&", 1);
+        from = amp + 1;
+    }
+    if (q.nomem || !q.p) {
+        b->nomem = 1;
+    } else {
+        redact_authorities(b, q.p, q.n);
+    }
+    free(q.p);
+}
+
+char *anylock__redact(const char *text)
+{
+    sbuf b = {0};
+    redact_into(&b, text, strlen(text), 0);
+    sb_add(&b, "", 0);
+    if (b.nomem) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* Replaces every copy of secret[0..slen) in msg (ANYLOCK_ERRMSG_MAX bytes)
+ * with "***", truncating what no longer fits. */
+static void hide(char *msg, const char *secret, size_t slen)
+{
+    char out[ANYLOCK_ERRMSG_MAX];
+    size_t o = 0, left = strlen(msg);
+    for (const char *p = msg; *p && o + 1 < sizeof out;) {
+        if (left >= slen && !memcmp(p, secret, slen)) {
+            for (int k = 0; k < 3 && o + 1 < sizeof out; k++)
+                out[o++] = '*';
+            p += slen;
+            left -= slen;
+        } else {
+            out[o++] = *p++;
+            left--;
+        }
+    }
+    out[o] = '\0';
+    memcpy(msg, out, o + 1);
+}
+
+/* Collects the secrets redact_authorities would hide in text[0..n), raw and
+ * percent-decoded, and hides each in msg. */
+static void scrub_in(char *msg, const char *text, size_t n, int depth)
+{
+    const char *end = text + n;
+    for (const char *sep = find_sep(text, end); sep; sep = find_sep(sep + 3, end)) {
+        const char *auth = sep + 3;
+        const char *lim = find_sep(auth, end);
+        if (!lim)
+            lim = end;
+        const char *at = NULL;
+        for (const char *p = auth; p < lim; p++)
+            if (*p == '@')
+                at = p;
+        const char *colon = at && *auth != '/' ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+        if (!colon)
+            continue;
+        const char *pw = colon + 1;
+        size_t pwlen = (size_t)(at - pw);
+        sbuf dec = {0};
+        pct_decode(&dec, pw, pwlen);
+        const char *forms[2] = {pw, dec.p};
+        size_t lens[2] = {pwlen, dec.p ? dec.n : 0};
+        for (int f = 0; f < 2; f++) {
+            /* A one-character secret would erase every copy of that
+             * character: such a password is not worth the garbled text. */
+            if (lens[f] < 2)
+                continue;
+            hide(msg, forms[f], lens[f]);
+        }
+        free(dec.p);
+    }
+    /* Encoded nested URLs: their decoded text holds the secrets. */
+    if (depth < 4 && memchr(text, '%', n)) {
+        sbuf dec = {0};
+        if (pct_decode(&dec, text, n) && dec.p && !dec.nomem)
+            scrub_in(msg, dec.p, dec.n, depth + 1);
+        free(dec.p);
+    }
+}
+
+void anylock__scrub(char *msg, const char *text)
+{
+    if (msg && text)
+        scrub_in(msg, text, strlen(text), 0);
 }
 
 static anylock_status parse(const char *text, anylock__url *u, char *errbuf)
@@ -386,14 +570,14 @@ static anylock_status parse(const char *text, anylock__url *u, char *errbuf)
     while (path_end < len && text[path_end] != '?')
         path_end++;
 
-    size_t hosts_start = auth, pw_start = 0, pw_end = 0;
+    size_t hosts_start = auth;
     const char *at = NULL;
     for (size_t i = auth; i < auth_end; i++)
         if (text[i] == '@')
             at = text + i;
     anylock_status st;
     if (at) {
-        st = parse_userinfo(u, &a, text, auth, (size_t)(at - text), errbuf, &pw_start, &pw_end);
+        st = parse_userinfo(u, &a, text, auth, (size_t)(at - text), errbuf);
         if (st != ANYLOCK_OK)
             return st;
         hosts_start = (size_t)(at - text) + 1;
@@ -423,19 +607,12 @@ static anylock_status parse(const char *text, anylock__url *u, char *errbuf)
             return st;
     }
 
-    /* The redacted form: the password's characters become "***". */
-    size_t rlen = pw_end ? len - (pw_end - pw_start) + 3 : len;
-    u->redacted = malloc(rlen + 1);
+    u->redacted = anylock__redact(text);
     if (!u->redacted)
         return ANYLOCK_NOMEM;
-    if (pw_end) {
-        memcpy(u->redacted, text, pw_start);
-        memcpy(u->redacted + pw_start, "***", 3);
-        memcpy(u->redacted + pw_start + 3, text + pw_end, len - pw_end + 1);
-    } else {
-        memcpy(u->redacted, text, len + 1);
-    }
-    return path_end < len ? redact_query(u, path_end + 1 + rlen - len) : ANYLOCK_OK;
+    u->pub.text = text;
+    u->pub.redacted = u->redacted;
+    return ANYLOCK_OK;
 }
 
 anylock_status anylock__url_parse(const char *text, anylock__url *u, char *errbuf)

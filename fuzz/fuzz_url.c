@@ -16,9 +16,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../backends/builtin.h"
 #include "../core/internal.h"
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* This build has no built-in backends (core/builtins_none.c): the ones the
+ * target uses are registered through the public call. */
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    if (anylock_backend_register("memory", &anylock__memory_backend) != ANYLOCK_OK ||
+        anylock_backend_register("open", &anylock__open_backend) != ANYLOCK_OK ||
+        anylock_backend_register("migrate", &anylock__migrate_backend) != ANYLOCK_OK)
+        abort();
+    return 0;
+}
 
 static void check_msg(const char *buf)
 {
@@ -26,13 +41,50 @@ static void check_msg(const char *buf)
         abort();
 }
 
-/* The redacted form keeps the user and replaces the whole password. */
+/* The redacted form keeps the user and replaces the whole password, and
+ * no password of a nested URL shows either. */
 static void check_redacted(const anylock__url *u)
 {
     if (!u->redacted)
         abort();
-    if (u->pub.password && !strstr(u->redacted, ":***@"))
+    if (!u->pub.password)
+        return;
+    if (!strstr(u->redacted, ":***@"))
         abort();
+    /* The password never stands where it was, between ':' and '@'. */
+    size_t n = strlen(u->pub.password);
+    char *shown = malloc(n + 3);
+    if (!shown)
+        return;
+    shown[0] = ':';
+    memcpy(shown + 1, u->pub.password, n);
+    shown[n + 1] = '@';
+    shown[n + 2] = '\0';
+    /* (A password of stars, or one written with escapes, cannot be told
+     * from the mask in the text.) */
+    int leaked = strspn(u->pub.password, "*") != n && !memchr(u->pub.password, '%', n) && strstr(u->redacted, shown);
+    free(shown);
+    if (leaked)
+        abort();
+}
+
+/* Whatever the text, the structural redaction keeps no password it finds
+ * and a scrubbed message keeps none either. */
+static void check_redaction(const char *text)
+{
+    char *r = anylock__redact(text);
+    if (!r)
+        return;
+    char *again = anylock__redact(r);
+    /* Redacting twice changes nothing more. */
+    if (again && strcmp(again, r))
+        abort();
+    free(again);
+    char msg[ANYLOCK_ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "%.200s", text);
+    anylock__scrub(msg, text);
+    check_msg(msg);
+    free(r);
 }
 
 static void check_duration(const char *text, double seconds)
@@ -118,6 +170,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     errbuf[0] = '\0';
     anylock_status st = anylock__url_parse(text, &u, errbuf);
     check_msg(errbuf);
+    check_redaction(text);
     if (st == ANYLOCK_OK) {
         check_redacted(&u);
         anylock__url_free(&u);
