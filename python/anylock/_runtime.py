@@ -102,6 +102,27 @@ def _run(q):
             logger.exception("anylock: a callback raised")
 
 
+# An exception raised in a C callback on the main thread: a signal
+# handler's (KeyboardInterrupt for Ctrl-C) that ran while the callback's
+# Python code did.  It cannot cross the C frames; it is raised again when the
+# library call returns (reraise_pending), so no Ctrl-C is lost.
+_pending = None
+
+
+def stash(exc):
+    global _pending
+    if threading.current_thread() is threading.main_thread() and _pending is None:
+        _pending = exc
+
+
+def reraise_pending():
+    global _pending
+    exc = _pending
+    if exc is not None and threading.current_thread() is threading.main_thread():
+        _pending = None
+        raise exc
+
+
 def in_callback_thread():
     return _thread is not None and threading.current_thread() is _thread
 
@@ -141,8 +162,8 @@ def _c_lost(lock_ptr, why, userdata):
     try:
         message = text(lib.anylock_lock_errmsg(lock_ptr))
         post((_deliver_lost, (int(ffi.cast("uintptr_t", userdata)), why, message)))
-    except BaseException:  # noqa: B902 - never let an exception into C
-        pass
+    except BaseException as e:  # noqa: B902 - never let an exception into C
+        stash(e)
 
 
 c_lost_callback = immortal(_c_lost)
@@ -165,8 +186,8 @@ def _c_log(rec, userdata):
     try:
         post((_emit_log, (rec.level, rec.event, text(rec.name) if rec.name != ffi.NULL else None,
                           text(rec.scheme), rec.status, rec.expires_in, text(rec.message))))
-    except BaseException:  # noqa: B902
-        pass
+    except BaseException as e:  # noqa: B902 - never let an exception into C
+        stash(e)
 
 
 c_log_callback = immortal(_c_log)

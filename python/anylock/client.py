@@ -239,9 +239,12 @@ class Client:
         try:
             st = fn(self._ptr, *args)
             if st != OK:
-                raise error(st, text(lib.anylock_errmsg(self._ptr), 256))
+                msg = text(lib.anylock_errmsg(self._ptr), 256)
         finally:
             self._leave()
+        _runtime.reraise_pending()
+        if st != OK:
+            raise error(st, msg)
 
     def can(self, feature):
         """Whether the store can: "token", "shared", "semaphore", "session",
@@ -375,15 +378,26 @@ def _info(info, name=None):
     )
 
 
-@ffi.callback("int(const anylock_info *, void *)")
 def _c_info_fn(info, userdata):
-    ffi.from_handle(userdata).append(_info(info))
-    return 0
+    try:
+        ffi.from_handle(userdata).append(_info(info))
+        return 0
+    except BaseException as e:  # noqa: B902 - never let an exception into C
+        _runtime.stash(e)
+        return 1
 
 
-@ffi.callback("int(const anylock_holder *, void *)")
 def _c_holder_fn(h, userdata):
-    ffi.from_handle(userdata).append(Holder(
+    try:
+        ffi.from_handle(userdata).append(_holder(h))
+        return 0
+    except BaseException as e:  # noqa: B902 - never let an exception into C
+        _runtime.stash(e)
+        return 1
+
+
+def _holder(h):
+    return Holder(
         id=ffi.unpack(h.id, h.id_len).decode("utf-8", "surrogateescape"),
         expires_in=_seconds_or_none(h.expires_in),
         mode=MODES.get(h.mode, "exclusive"),
@@ -392,12 +406,11 @@ def _c_holder_fn(h, userdata):
         pid=int(h.pid),
         since=float(h.since),
         label=text(h.label),
-    ))
-    return 0
+    )
 
 
-_c_info = _runtime.immortal(_c_info_fn)
-_c_holder = _runtime.immortal(_c_holder_fn)
+_c_info = _runtime.immortal(ffi.callback("int(const anylock_info *, void *)", _c_info_fn))
+_c_holder = _runtime.immortal(ffi.callback("int(const anylock_holder *, void *)", _c_holder_fn))
 
 # ---- clients shared by URL ----------------------------------------------------
 

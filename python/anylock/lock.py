@@ -128,7 +128,9 @@ class Lock:
             if h.ptr is None:
                 raise Closed("lock %r: its handle was closed" % (self._name,), STATUS["MISUSE"])
             st = fn(h.ptr, *args)
-            return st, (text(lib.anylock_lock_errmsg(h.ptr), 256) if st != _OK else "")
+            msg = text(lib.anylock_lock_errmsg(h.ptr), 256) if st != _OK else ""
+        _runtime.reraise_pending()
+        return st, msg
 
     def _set(self, fn, *args):
         st, msg = self._call(fn, *args)

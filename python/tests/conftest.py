@@ -58,8 +58,10 @@ class Server:
         self.url = url
         self.dir = workdir
         self.log = open(os.path.join(workdir, "server.log"), "ab")
+        # Not the sanitizer runtime a sanitizer build preloads for us.
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
         self.proc = subprocess.Popen(argv, cwd=workdir, stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
+                                     env=env, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + 10
         while not _answers(self.port, probe, want):
             if self.proc.poll() is not None or time.monotonic() > deadline:

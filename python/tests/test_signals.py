@@ -64,3 +64,32 @@ def test_ctrl_c_in_a_program_waiting_for_a_lock(urls, name):
     assert holder.get_owner_id() == holder.id
     holder.release()
     c.close()
+
+
+def test_an_interrupt_inside_a_callback_is_not_lost(client, name, monkeypatch):
+    # A signal handler's exception raised while a C callback's Python code
+    # runs on the main thread (a log record emitted from inside acquire):
+    # it cannot cross the C frames, so it is raised when the call returns.
+    from anylock import _runtime
+
+    def interrupted(item):
+        raise KeyboardInterrupt
+
+    holder = anylock.Lock(client, name, expire=30)
+    waiter = anylock.Lock(client, name, expire=30)
+    assert holder.acquire()
+    anylock.set_log_level(10)
+    try:
+        monkeypatch.setattr(_runtime, "post", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            waiter.acquire(timeout=0.3)
+        monkeypatch.undo()
+        holder.release()
+        monkeypatch.setattr(_runtime, "post", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            waiter.acquire()  # taken, then interrupted: let go again
+        monkeypatch.undo()
+    finally:
+        anylock.set_log_level(None)
+    assert not waiter.held
+    assert not client.locked(name)

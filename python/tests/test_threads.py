@@ -42,7 +42,7 @@ def test_a_wait_releases_the_gil(client, name):
     assert holder.acquire()
     result = []
     waiter = threading.Thread(target=lambda: result.append(anylock.Lock(client, name, expire=30)
-                                                           .acquire(timeout=1.0)))
+                                                           .acquire(timeout=0.4)))
     spins = 0
     waiter.start()
     t0 = time.monotonic()
@@ -52,7 +52,7 @@ def test_a_wait_releases_the_gil(client, name):
             break
     waiter.join()
     assert result == [False]
-    assert spins > 10000, spins
+    assert spins > 5000, spins
     holder.release()
 
 
