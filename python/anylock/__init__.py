@@ -9,7 +9,7 @@ python-redis-lock's API (Lock, acquire/release/extend/locked/get_owner_id/
 reset, reset_all, NotAcquired, AlreadyAcquired, ...) over the C library
 libanylock, loaded through cffi; see Lock, Client and locked_get_or_set.
 """
-from ._ffi import ffi, lib, library_path, text
+from ._ffi import lib, library_path, text
 from ._runtime import set_log_level
 from .cache import ResultCache, locked_get_or_set
 from .client import (DEFAULT_EXPIRES, DEFAULT_TIMEOUT, Client, Holder, LockInfo, default_url, parse_duration,

@@ -6,7 +6,7 @@ the store and what failed and never shows a password.  The classes also derive
 from the builtin a Python programmer would catch (``RuntimeError`` for the
 python-redis-lock ones, ``TimeoutError``, ``ValueError``, ``ConnectionError``).
 """
-from ._ffi import ffi, lib, text
+from ._ffi import lib, text
 
 
 class LockError(Exception):

@@ -4,9 +4,9 @@ import time
 
 from . import _runtime
 from ._ffi import ffi, lib, text
-from .client import Client, _duration, _Handle, _name, client_for
-from .errors import (STATUS, AlreadyAcquired, Busy, Closed, Forked, LockError, NotAcquired, NotExpirable, Timeout,
-                     TimeoutNotUsable, TimeoutTooLarge, error)
+from .client import _duration, _Handle, _name, client_for
+from .errors import (STATUS, AlreadyAcquired, Busy, Closed, Forked, LockError, NotAcquired, NotExpirable,
+                     Timeout, TimeoutNotUsable, TimeoutTooLarge, error)
 
 _OK = STATUS["OK"]
 _BUSY = STATUS["BUSY"]
@@ -355,6 +355,8 @@ class Lock:
         if c._gen != _runtime.fork_generation():
             h.free(c)  # memory only: nothing else to do in a child
             return
+        if _runtime.closing:
+            return  # exit frees every handle (or leaves a busy client be)
         # Freeing may release over the network and wait for the library's
         # threads; __del__ may run on any thread: hand it over.
         try:
@@ -394,7 +396,9 @@ class Semaphore(Lock):
         super().__init__(url_or_client, name, permits=permits, **options)
 
 
-def SharedLock(url_or_client=None, name=None, **options):
+class SharedLock(Lock):
     """A shared (reader) lock: Lock(..., shared=True)."""
-    return Lock(url_or_client, name, shared=True, **options)
+
+    def __init__(self, url_or_client=None, name=None, **options):
+        super().__init__(url_or_client, name, shared=True, **options)
 

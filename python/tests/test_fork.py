@@ -2,9 +2,6 @@
 a new client in the child works; the parent's are untouched."""
 import json
 import os
-import signal
-
-import pytest
 
 import anylock
 from anylock._ffi import lib
