@@ -37,22 +37,26 @@ def test_threads_sharing_a_client_exclude_each_other(client, name):
     assert counter[0] == threads * rounds
 
 
-def test_a_wait_releases_the_gil(client, name):
+def test_a_wait_releases_the_gil(client, name, monkeypatch):
+    # One slice of 1 s: were the GIL held during the call into the library,
+    # this thread would stop for about that long.
+    monkeypatch.setattr(anylock.lock, "WAIT_SLICE", 1.0)
     holder = anylock.Lock(client, name, expire=30)
     assert holder.acquire()
     result = []
     waiter = threading.Thread(target=lambda: result.append(anylock.Lock(client, name, expire=30)
-                                                           .acquire(timeout=0.4)))
-    spins = 0
+                                                           .acquire(timeout=1.0)))
     waiter.start()
-    t0 = time.monotonic()
-    while waiter.is_alive():
-        spins += 1  # pure Python: runs only while the waiter does not hold the GIL
-        if time.monotonic() - t0 > 10:
-            break
+    last = t0 = time.monotonic()
+    longest = 0.0
+    while waiter.is_alive() and last - t0 < 10:
+        now = time.monotonic()  # pure Python: runs only while the waiter does not hold the GIL
+        longest = max(longest, now - last)
+        last = now
     waiter.join()
     assert result == [False]
-    assert spins > 5000, spins
+    assert last - t0 >= 0.9
+    assert longest < 0.5, "this thread stood still for %.3f s while the other waited" % longest
     holder.release()
 
 
