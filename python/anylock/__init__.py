@@ -19,7 +19,7 @@ from .errors import (STATUS, AlreadyAcquired, BadURL, Busy, Closed, Forked, Inte
                      InvalidTimeout, LockError, Misuse, ModeConflict, ModeUnsupported, NoToken, NotAcquired,
                      NotExpirable, OutcomeUnknown, OutOfMemory, StoreError, Timeout, TimeoutNotUsable,
                      TimeoutTooLarge, Unsupported, exception_class, status_name, strerror)
-from .lock import WAIT_SLICE, Lock, Semaphore, SharedLock
+from .lock import THREAD_WAIT_SLICE, WAIT_SLICE, Lock, Semaphore, SharedLock
 
 __version__ = "0.2.0"
 
@@ -38,9 +38,9 @@ __all__ = [
     "AlreadyAcquired", "BadURL", "Busy", "Client", "Closed", "DEFAULT_EXPIRES", "DEFAULT_TIMEOUT", "Forked",
     "Holder", "InternalError", "InvalidArgument", "InvalidTimeout", "Lock", "LockError", "LockInfo", "Misuse",
     "ModeConflict", "ModeUnsupported", "NoToken", "NotAcquired", "NotExpirable", "OutOfMemory",
-    "OutcomeUnknown", "ResultCache", "STATUS", "Semaphore", "SharedLock", "StoreError", "Timeout",
-    "TimeoutNotUsable", "TimeoutTooLarge", "Unsupported", "WAIT_SLICE", "backend_available", "default_url",
-    "exception_class", "library_path", "library_version", "locked_get_or_set", "parse_duration", "reset_all",
-    "set_default_expires", "set_default_prefix", "set_default_timeout", "set_log_level", "status_name",
-    "strerror", "url_of_redis_client",
+    "OutcomeUnknown", "ResultCache", "STATUS", "Semaphore", "SharedLock", "StoreError", "THREAD_WAIT_SLICE",
+    "Timeout", "TimeoutNotUsable", "TimeoutTooLarge", "Unsupported", "WAIT_SLICE", "backend_available",
+    "default_url", "exception_class", "library_path", "library_version", "locked_get_or_set",
+    "parse_duration", "reset_all", "set_default_expires", "set_default_prefix", "set_default_timeout",
+    "set_log_level", "status_name", "strerror", "url_of_redis_client",
 ]

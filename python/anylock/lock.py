@@ -1,5 +1,6 @@
 """Lock: python-redis-lock's Lock, on any store anylock has."""
 import math
+import threading
 import time
 
 from . import _runtime
@@ -13,13 +14,15 @@ _BUSY = STATUS["BUSY"]
 _TIMEOUT = STATUS["TIMEOUT"]
 _NOT_HELD = STATUS["NOT_HELD"]
 
-# A blocking acquire waits in slices of at most this many seconds, each one
-# call into the library with the GIL released; between two slices Python
-# runs its signal handlers (so Ctrl-C raises KeyboardInterrupt within about
-# one slice plus one round trip to the store) and sees close() or the
-# interpreter's exit.  Each slice is one more try at the lock: a few cheap
-# requests a second while waiting.
+# A blocking acquire waits in slices, each one call into the library with
+# the GIL released; between two slices Python runs its signal handlers and
+# the wait sees close() or the interpreter's exit.  In the main thread (the
+# only one where Python runs signal handlers) a slice is at most WAIT_SLICE
+# seconds, so Ctrl-C raises KeyboardInterrupt within about that plus one
+# round trip to the store; in other threads at most THREAD_WAIT_SLICE.  Each
+# slice is one more try at the lock (on redis, a few small requests).
 WAIT_SLICE = 0.2
+THREAD_WAIT_SLICE = 1.0
 
 _UNSET = object()
 
@@ -186,7 +189,7 @@ class Lock:
         deadline = time.monotonic() + wait
         # A slice may not exceed the expiry without renewal (the library
         # checks every timeout given to it against the expiry).
-        cap = WAIT_SLICE
+        cap = WAIT_SLICE if threading.current_thread() is threading.main_thread() else THREAD_WAIT_SLICE
         if not self._auto_renewal and expire is not None:
             cap = min(cap, expire)
         try:

@@ -40,7 +40,7 @@ def test_threads_sharing_a_client_exclude_each_other(client, name):
 def test_a_wait_releases_the_gil(client, name, monkeypatch):
     # One slice of 1 s: were the GIL held during the call into the library,
     # this thread would stop for about that long.
-    monkeypatch.setattr(anylock.lock, "WAIT_SLICE", 1.0)
+    monkeypatch.setattr(anylock.lock, "THREAD_WAIT_SLICE", 1.0)
     holder = anylock.Lock(client, name, expire=30)
     assert holder.acquire()
     result = []
