@@ -59,6 +59,9 @@
 /* A wait's lock_timeout ends this much before the deadline (at most), so
  * that the server's answer arrives in time. */
 #define WAIT_MARGIN_MS 5
+/* This side gives the server's answer to a wait this long past the deadline
+ * before it gives up on it (a loaded server answers lock_timeout late). */
+#define WAIT_GRACE_MS 50
 /* A loss found within this long of the acquisition is reported again then,
  * in case the first report came before the core marked the lock held. */
 #define REREPORT_MS 200
@@ -95,6 +98,7 @@ typedef struct pconn {
     PGconn *pg;
     int broken;          /* the stream cannot be used again */
     int ended;           /* the server said it ended the session (a FATAL message) */
+    int timed_out;       /* a statement got no answer in time: the session may live on */
     char ended_msg[160]; /* what it said */
 } pconn;
 
@@ -105,6 +109,10 @@ typedef struct pg_lock {
     pconn *conn;       /* pinned while held; NULL otherwise */
     int64_t slot;      /* the advisory key held */
     int mode;
+    /* A session this handle gave up on while it might take the lock (its
+     * answer did not come in time): the next release ends it. */
+    int zombie_pid;
+    int64_t zombie_slot;
     /* Guarded by the client's watcher mutex. */
     int watched;       /* in the watcher's set */
     size_t widx;       /* its index there */
@@ -128,7 +136,7 @@ struct pg_state {
     char *table;
     /* Quoted, qualified names for SQL. */
     char *q_table, *q_view, *q_seq, *q_take, *q_wait, *q_release, *q_reset;
-    char *sql_take, *sql_wait, *sql_release, *sql_extend, *sql_inspect, *sql_list, *sql_reset;
+    char *sql_take, *sql_wait, *sql_release, *sql_extend, *sql_inspect, *sql_list, *sql_reset, *sql_zombie;
     anylock_pool *pool;
 
     /* The watcher. */
@@ -626,6 +634,7 @@ static anylock_status query(anylock_op *op, pconn *c, int64_t deadline, const ch
             c->broken = 1;
             if (res)
                 PQclear(res);
+            c->timed_out = w == 0;
             if (w == 0)
                 return anylock_op_error(op, ANYLOCK_IO, "postgres: %s: no answer from the server in time", what);
             return anylock_op_error(op, ANYLOCK_IO, "postgres: %s: poll: %s", what, strerror(errno));
@@ -1078,7 +1087,10 @@ static anylock_status build_sql(pg_state *s)
                           "= $1::bytea",
                           cols, s->q_view);
     s->sql_reset = xprintf("SELECT %s($1::bigint, $2::bytea, $3::bytea, $4::bigint)", s->q_reset);
-    if (!s->sql_take || !s->sql_wait || !s->sql_release || !s->sql_extend || !s->sql_inspect || !s->sql_list ||
+    s->sql_zombie = xprintf("SELECT pg_catalog.pg_terminate_backend(t.pid, $4::bigint) FROM %s t WHERE t.pid = "
+                            "$1::integer AND t.slot = $2::bigint AND t.owner = $3::text",
+                            s->q_table);
+    if (!s->sql_zombie || !s->sql_take || !s->sql_wait || !s->sql_release || !s->sql_extend || !s->sql_inspect || !s->sql_list ||
         !s->sql_reset)
         return ANYLOCK_NOMEM;
     return ANYLOCK_OK;
@@ -1228,7 +1240,8 @@ static void pg_close(anylock_op *op)
     free(s->table);
     char **strs[] = {&s->q_table,    &s->q_view,     &s->q_seq,         &s->q_take,       &s->q_wait,
                      &s->q_release,  &s->q_reset,    &s->sql_take,      &s->sql_wait,     &s->sql_release,
-                     &s->sql_extend, &s->sql_inspect, &s->sql_list,     &s->sql_reset};
+                     &s->sql_extend, &s->sql_inspect, &s->sql_list,     &s->sql_reset,
+                     &s->sql_zombie};
     for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
         free(*strs[i]);
 }
@@ -1283,6 +1296,53 @@ static anylock_status acquired(anylock_op *op, pg_state *s, pg_lock *l, pconn *c
     return st;
 }
 
+/* A statement that takes the lock failed (st).  When its answer did not
+ * come in time the session may still take the lock for this owner until
+ * the server sees the connection closed: OUTCOME_UNKNOWN, and the next
+ * release ends that session. */
+static anylock_status gave_up(anylock_op *op, pg_state *s, pg_lock *l, pconn *c, int64_t slot, anylock_status st)
+{
+    int zombie = c->timed_out && !c->ended ? PQbackendPID(c->pg) : 0;
+    anylock_pool_put(s->pool, c, 1);
+    if (!zombie)
+        return st;
+    l->zombie_pid = zombie;
+    l->zombie_slot = slot;
+    return anylock_op_error(op, ANYLOCK_OUTCOME_UNKNOWN, "lock \"%.64s\": the server did not answer in time; the "
+                            "session asked may take it until the server sees the connection closed (the next "
+                            "acquire or release ends that session)", op->name);
+}
+
+/* Ends the session an earlier acquire gave up on, if it holds or waits for
+ * the lock for this owner: OK if it did, NOT_HELD if not. */
+static anylock_status end_zombie(anylock_op *op, pg_state *s, pg_lock *l)
+{
+    void *conn;
+    anylock_status st = anylock_pool_get(s->pool, op, anylock_op_io_deadline(op, s->connect_timeout_ms), &conn);
+    if (st != ANYLOCK_OK)
+        return st;
+    pconn *c = conn;
+    char pid[16], slot[24], id[ANYLOCK_ID_MAX + 1], wait[24];
+    snprintf(pid, sizeof pid, "%d", l->zombie_pid);
+    snprintf(slot, sizeof slot, "%" PRId64, l->zombie_slot);
+    memcpy(id, op->id, op->id_len);
+    id[op->id_len] = '\0';
+    int64_t io = anylock_op_io_deadline(op, s->command_timeout_ms);
+    snprintf(wait, sizeof wait, "%" PRId64, anylock_ms_until(io) * 4 / 5 + 1);
+    const char *vals[4] = {pid, slot, id, wait};
+    PGresult *r;
+    st = query(op, c, io, "ending an abandoned session", s->sql_zombie, 4, vals, NULL, NULL, &r);
+    if (st == ANYLOCK_OK) {
+        int had = PQntuples(r) > 0;
+        PQclear(r);
+        l->zombie_pid = 0;
+        if (!had)
+            st = anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held by this handle", op->name);
+    }
+    anylock_pool_put(s->pool, c, c->broken);
+    return st;
+}
+
 static anylock_status pg_acquire(anylock_op *op)
 {
     pg_state *s = op->state;
@@ -1308,10 +1368,8 @@ static anylock_status pg_acquire(anylock_op *op)
     PGresult *r;
     st = query(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "taking the lock", s->sql_take, 9, a.vals,
                a.lens, a.fmts, &r);
-    if (st != ANYLOCK_OK) {
-        anylock_pool_put(s->pool, c, 1);
-        return st;
-    }
+    if (st != ANYLOCK_OK)
+        return gave_up(op, s, l, c, slot, st);
     if (PQntuples(r) != 1 || PQnfields(r) != 6) {
         PQclear(r);
         anylock_pool_put(s->pool, c, 1);
@@ -1370,17 +1428,12 @@ static anylock_status pg_acquire(anylock_op *op)
         }
     }
     snprintf(a.extra, sizeof a.extra, "%" PRId64, timeout_ms);
-    st = query(op, c, op->deadline, "waiting for the lock", s->sql_wait, 9, a.vals, a.lens, a.fmts, &r);
-    if (st != ANYLOCK_OK) {
-        /* A wait whose answer did not come by the deadline: the connection
-         * is closed, so whatever the server grants it is freed with it. */
-        int timed_out = c->broken && !c->ended && anylock_op_ms_left(op) == 0 && op->deadline != ANYLOCK_DEADLINE_NEVER;
-        anylock_pool_put(s->pool, c, 1);
-        if (timed_out)
-            return anylock_op_error(op, ANYLOCK_TIMEOUT, "lock \"%.64s\": timed out (the server did not answer by "
-                                    "the deadline); held by %s", op->name, holder);
-        return st;
-    }
+    int64_t wait_deadline = op->deadline;
+    if (wait_deadline != ANYLOCK_DEADLINE_NEVER)
+        wait_deadline += (int64_t)WAIT_GRACE_MS * 1000000;
+    st = query(op, c, wait_deadline, "waiting for the lock", s->sql_wait, 9, a.vals, a.lens, a.fmts, &r);
+    if (st != ANYLOCK_OK)
+        return gave_up(op, s, l, c, slot, st);
     if (PQntuples(r) != 1 || PQnfields(r) != 2) {
         PQclear(r);
         anylock_pool_put(s->pool, c, 1);
@@ -1412,6 +1465,8 @@ static anylock_status pg_release(anylock_op *op)
 {
     pg_state *s = op->state;
     pg_lock *l = op->lock_state;
+    if (!l->conn && l->zombie_pid)
+        return end_zombie(op, s, l);
     if (!l->conn)
         return anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held by this handle", op->name);
     pthread_mutex_lock(&s->wmu);
