@@ -36,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -94,11 +95,16 @@ static int is_anylock_param(const char *name)
 
 /* ---- state ----------------------------------------------------------------- */
 
+/* The statements every lock runs, prepared once per connection. */
+enum { ST_TAKE, ST_WAIT, ST_RELEASE, ST_EXTEND };
+
 typedef struct pconn {
     PGconn *pg;
     int broken;          /* the stream cannot be used again */
     int ended;           /* the server said it ended the session (a FATAL message) */
     int timed_out;       /* a statement got no answer in time: the session may live on */
+    int64_t sess;        /* the key of the identity lock this session holds while it lives */
+    unsigned prepared;   /* which of the ST_* statements are prepared on it */
     char ended_msg[160]; /* what it said */
 } pconn;
 
@@ -135,7 +141,7 @@ struct pg_state {
     char *schema;      /* as resolved at open */
     char *table;
     /* Quoted, qualified names for SQL. */
-    char *q_table, *q_view, *q_seq, *q_take, *q_wait, *q_release, *q_reset;
+    char *q_table, *q_view, *q_seq, *q_take, *q_wait, *q_release, *q_reset, *q_alive;
     char *sql_take, *sql_wait, *sql_release, *sql_extend, *sql_inspect, *sql_list, *sql_reset, *sql_zombie;
     anylock_pool *pool;
 
@@ -185,19 +191,30 @@ static void first_line(char *dst, size_t size, const char *msg)
 /* ---- SQL ------------------------------------------------------------------ */
 
 /*
- * The schema, with @T@ (the table), @V@ (the live view), @S@ (the token
- * sequence), @I@ (the key index's bare name) and @FT@, @FW@, @FR@, @FX@ (the
- * take, wait, release and reset functions) replaced by quoted names.
+ * The schema, with @T@ (the table), @V@ (the holders view), @S@ (the token
+ * sequence), @I@ (the key index's bare name) and @FT@, @FW@, @FR@, @FX@,
+ * @FA@ (the take, wait, release, reset and alive functions) replaced by
+ * quoted names.
  *
- * A row is a holder when its token is set, a waiter when not.  The view
- * keeps the rows that count: a holder whose pid holds its slot in pg_locks,
- * a waiter whose backend is alive (between its take and its wait it is not
- * in the lock queue yet).
+ * The table is UNLOGGED: its rows mean something only while their sessions
+ * live, and a server crash ends every session (and empties an unlogged
+ * table), so its writes need no WAL flush at commit.  The token sequence is
+ * logged, so that tokens keep increasing across a crash.
+ *
+ * A row is a holder when its token is set, a waiter when not.  Each of
+ * anylock's sessions holds, for as long as it lives, an advisory lock on a
+ * random key of its own in the two-integer key space (sess): a row counts
+ * while that lock is held, which one pg_try_advisory_lock tells without
+ * reading pg_locks (whose read stops every lock operation of the server for
+ * a moment: too dear for each acquire).  What is shown (inspect, list) and
+ * what reset ends is read from pg_locks itself: the view keeps holders whose
+ * pid holds their slot.
  */
 static const char schema_sql[] =
-    "CREATE TABLE IF NOT EXISTS @T@ (\n"
+    "CREATE UNLOGGED TABLE IF NOT EXISTS @T@ (\n"
     "  slot bigint NOT NULL,\n"
     "  pid integer NOT NULL,\n"
+    "  sess bigint NOT NULL,\n"
     "  key bigint NOT NULL,\n"
     "  name bytea NOT NULL,\n"
     "  owner text NOT NULL,\n"
@@ -210,56 +227,72 @@ static const char schema_sql[] =
     "CREATE INDEX IF NOT EXISTS @I@ ON @T@ (key);\n"
     "CREATE SEQUENCE IF NOT EXISTS @S@;\n"
     "CREATE OR REPLACE VIEW @V@ AS\n"
-    "  SELECT t.*, t.token IS NOT NULL AS holds FROM @T@ t\n"
-    "  WHERE CASE WHEN t.token IS NOT NULL THEN EXISTS (\n"
+    "  SELECT t.* FROM @T@ t\n"
+    "  WHERE t.token IS NOT NULL AND EXISTS (\n"
     "      SELECT 1 FROM pg_catalog.pg_locks l\n"
     "      WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted AND l.pid = t.pid\n"
     "        AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d\n"
     "                          WHERE d.datname = pg_catalog.current_database())\n"
-    "        AND l.classid = ((t.slot >> 32) & 4294967295)::oid AND l.objid = (t.slot & 4294967295)::oid)\n"
-    "    ELSE EXISTS (SELECT 1 FROM pg_catalog.pg_stat_get_activity(t.pid)) END;\n"
+    "        AND l.classid = ((t.slot >> 32) & 4294967295)::oid AND l.objid = (t.slot & 4294967295)::oid);\n"
+    /* alive: whether the session holding identity lock p_sess lives (a try
+     * that gets it proves it is gone, and gives it back at once). */
+    "CREATE OR REPLACE FUNCTION @FA@(p_sess bigint) RETURNS boolean\n"
+    "LANGUAGE plpgsql AS $anylock$\n"
+    "BEGIN\n"
+    "  IF pg_catalog.pg_try_advisory_lock((p_sess >> 32)::integer, (p_sess << 32 >> 32)::integer) THEN\n"
+    "    PERFORM pg_catalog.pg_advisory_unlock((p_sess >> 32)::integer, (p_sess << 32 >> 32)::integer);\n"
+    "    RETURN false;\n"
+    "  END IF;\n"
+    "  RETURN true;\n"
+    "END\n"
+    "$anylock$;\n"
     /* take: registrations of one key are serialised by a transaction-level
      * lock on the same 64 bits in the two-integer space (a different lock
      * from the bigint one), so that two names, modes or owners that meet on
      * the key see each other. */
     "CREATE OR REPLACE FUNCTION @FT@(p_key bigint, p_slot bigint, p_name bytea, p_owner text,\n"
-    "    p_mode integer, p_permits integer, p_meta bytea, p_expires_ms bigint, p_queue boolean,\n"
+    "    p_mode integer, p_permits integer, p_meta bytea, p_expires_ms bigint, p_queue boolean, p_sess bigint,\n"
     "    OUT status text, OUT token bigint, OUT holder text, OUT other bytea, OUT other_mode integer,\n"
     "    OUT other_permits integer)\n"
     "LANGUAGE plpgsql AS $anylock$\n"
-    "DECLARE r record; got boolean;\n"
+    "DECLARE r record; got boolean; stale boolean := false;\n"
     "BEGIN\n"
     "  PERFORM pg_catalog.pg_advisory_xact_lock((p_key >> 32)::integer, (p_key << 32 >> 32)::integer);\n"
-    "  FOR r IN SELECT v.name, v.owner, v.mode, v.permits, v.holds FROM @V@ v\n"
-    "           WHERE (v.key = p_key OR v.slot = p_slot) AND v.pid <> pg_catalog.pg_backend_pid() LOOP\n"
+    "  FOR r IN SELECT t.sess, t.name, t.owner, t.mode, t.permits, t.token IS NOT NULL AS holds FROM @T@ t\n"
+    "           WHERE (t.key = p_key OR t.slot = p_slot) AND t.pid <> pg_catalog.pg_backend_pid() LOOP\n"
+    "    IF NOT @FA@(r.sess) THEN stale := true; CONTINUE; END IF;\n"
     "    IF r.name <> p_name THEN status := 'collision'; other := r.name; RETURN; END IF;\n"
     "    IF r.holds AND r.owner = p_owner THEN status := 'already'; RETURN; END IF;\n"
     "    IF (r.mode = 2) <> (p_mode = 2) OR (p_mode = 2 AND r.permits <> p_permits) THEN\n"
     "      status := 'mode'; other_mode := r.mode; other_permits := r.permits; RETURN;\n"
     "    END IF;\n"
+    "    IF r.holds AND holder IS NULL THEN holder := r.owner; END IF;\n"
     "  END LOOP;\n"
     "  IF p_mode = 1 THEN got := pg_catalog.pg_try_advisory_lock_shared(p_slot);\n"
     "  ELSE got := pg_catalog.pg_try_advisory_lock(p_slot); END IF;\n"
-    "  DELETE FROM @T@ t WHERE (t.key = p_key OR t.slot = p_slot)\n"
-    "    AND (t.pid = pg_catalog.pg_backend_pid()\n"
-    "         OR NOT EXISTS (SELECT 1 FROM @V@ v WHERE v.slot = t.slot AND v.pid = t.pid));\n"
+    "  IF stale THEN\n"
+    "    DELETE FROM @T@ t WHERE (t.key = p_key OR t.slot = p_slot) AND t.pid <> pg_catalog.pg_backend_pid()\n"
+    "      AND NOT @FA@(t.sess);\n"
+    "  END IF;\n"
     "  IF got OR p_queue THEN\n"
-    "    INSERT INTO @T@ AS t (slot, pid, key, name, owner, mode, permits, meta, expires_at, token)\n"
-    "    VALUES (p_slot, pg_catalog.pg_backend_pid(), p_key, p_name, p_owner, p_mode, p_permits, p_meta,\n"
+    "    INSERT INTO @T@ AS t (slot, pid, sess, key, name, owner, mode, permits, meta, expires_at, token)\n"
+    "    VALUES (p_slot, pg_catalog.pg_backend_pid(), p_sess, p_key, p_name, p_owner, p_mode, p_permits, p_meta,\n"
     "            CASE WHEN got AND p_expires_ms > 0\n"
     "                 THEN pg_catalog.clock_timestamp() + p_expires_ms * interval '1 millisecond' END,\n"
     "            CASE WHEN got THEN pg_catalog.nextval('@S@') END)\n"
+    "    ON CONFLICT (slot, pid) DO UPDATE SET sess = EXCLUDED.sess, key = EXCLUDED.key, name = EXCLUDED.name,\n"
+    "      owner = EXCLUDED.owner, mode = EXCLUDED.mode, permits = EXCLUDED.permits, meta = EXCLUDED.meta,\n"
+    "      expires_at = EXCLUDED.expires_at, token = EXCLUDED.token\n"
     "    RETURNING t.token INTO token;\n"
     "  END IF;\n"
     "  IF got THEN status := 'ok'; RETURN; END IF;\n"
-    "  SELECT v.owner INTO holder FROM @V@ v WHERE v.slot = p_slot AND v.holds LIMIT 1;\n"
     "  status := CASE WHEN p_queue THEN 'queued' ELSE 'busy' END;\n"
     "END\n"
     "$anylock$;\n"
     /* wait: the blocking wait in the server's queue, bounded by
      * lock_timeout; then the holder's row and its token. */
     "CREATE OR REPLACE FUNCTION @FW@(p_key bigint, p_slot bigint, p_name bytea, p_owner text,\n"
-    "    p_mode integer, p_permits integer, p_meta bytea, p_expires_ms bigint, p_timeout_ms bigint,\n"
+    "    p_mode integer, p_permits integer, p_meta bytea, p_expires_ms bigint, p_timeout_ms bigint, p_sess bigint,\n"
     "    OUT status text, OUT token bigint)\n"
     "LANGUAGE plpgsql AS $anylock$\n"
     "BEGIN\n"
@@ -271,8 +304,8 @@ static const char schema_sql[] =
     "    DELETE FROM @T@ t WHERE t.slot = p_slot AND t.pid = pg_catalog.pg_backend_pid();\n"
     "    status := 'timeout'; RETURN;\n"
     "  END;\n"
-    "  INSERT INTO @T@ AS t (slot, pid, key, name, owner, mode, permits, meta, expires_at, token)\n"
-    "  VALUES (p_slot, pg_catalog.pg_backend_pid(), p_key, p_name, p_owner, p_mode, p_permits, p_meta,\n"
+    "  INSERT INTO @T@ AS t (slot, pid, sess, key, name, owner, mode, permits, meta, expires_at, token)\n"
+    "  VALUES (p_slot, pg_catalog.pg_backend_pid(), p_sess, p_key, p_name, p_owner, p_mode, p_permits, p_meta,\n"
     "          CASE WHEN p_expires_ms > 0\n"
     "               THEN pg_catalog.clock_timestamp() + p_expires_ms * interval '1 millisecond' END,\n"
     "          pg_catalog.nextval('@S@'))\n"
@@ -289,13 +322,14 @@ static const char schema_sql[] =
     "$anylock$;\n"
     /* reset: ends every session holding the name (or any name under the
      * prefix when p_name is NULL) and waits until it is gone, so that the
-     * lock is free when this returns; returns how many names it freed. */
+     * lock is free when this returns; returns how many names it freed.
+     * Then it removes the rows of sessions that are gone. */
     "CREATE OR REPLACE FUNCTION @FX@(p_key bigint, p_name bytea, p_prefix bytea, p_wait_ms bigint)\n"
     "RETURNS integer LANGUAGE plpgsql AS $anylock$\n"
     "DECLARE r record; freed bytea[] := '{}'; n integer := 0;\n"
     "BEGIN\n"
     "  FOR r IN SELECT v.pid, v.name FROM @V@ v\n"
-    "           WHERE v.holds AND v.pid <> pg_catalog.pg_backend_pid()\n"
+    "           WHERE v.pid <> pg_catalog.pg_backend_pid()\n"
     "             AND CASE WHEN p_name IS NOT NULL THEN v.key = p_key AND v.name = p_name\n"
     "                 ELSE pg_catalog.substr(v.name, 1, pg_catalog.length(p_prefix)) = p_prefix END\n"
     "  LOOP\n"
@@ -309,7 +343,7 @@ static const char schema_sql[] =
     "  DELETE FROM @T@ t\n"
     "  WHERE CASE WHEN p_name IS NOT NULL THEN t.key = p_key AND t.name = p_name\n"
     "        ELSE pg_catalog.substr(t.name, 1, pg_catalog.length(p_prefix)) = p_prefix END\n"
-    "    AND NOT EXISTS (SELECT 1 FROM @V@ v WHERE v.slot = t.slot AND v.pid = t.pid);\n"
+    "    AND t.pid <> pg_catalog.pg_backend_pid() AND NOT @FA@(t.sess);\n"
     "  RETURN n;\n"
     "END\n"
     "$anylock$;\n";
@@ -391,6 +425,28 @@ static void notice_rx(void *arg, const PGresult *res)
 }
 
 /* ---- connections ----------------------------------------------------------- */
+
+static anylock_status query(anylock_op *op, pconn *c, int64_t deadline, const char *what, const char *sql,
+                            int n, const char *const *vals, const int *lens, const int *fmts, PGresult **out);
+
+/* A random session identity key. */
+static int64_t random_key(void)
+{
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, 0) != (ssize_t)sizeof v) {
+        /* No entropy source: the time, the pid and a counter, hashed. */
+        static _Atomic uint64_t counter;
+        struct {
+            int64_t now;
+            pid_t pid;
+            uint64_t n;
+        } seed = {anylock_now_ns(), getpid(), ++counter};
+        unsigned char h[32];
+        anylock_sha256(&seed, sizeof seed, h);
+        memcpy(&v, h, sizeof v);
+    }
+    return (int64_t)v;
+}
 
 static void conn_close(pconn *c)
 {
@@ -535,6 +591,20 @@ static anylock_status connect_one(anylock_op *op, pg_state *s, const char *host,
         return st;
     }
     PQsetNoticeReceiver(c->pg, notice_rx, c);
+    /* The identity lock that says this session lives (see schema_sql). */
+    c->sess = random_key();
+    char hi[16], lo[16];
+    snprintf(hi, sizeof hi, "%" PRId32, (int32_t)(uint32_t)((uint64_t)c->sess >> 32));
+    snprintf(lo, sizeof lo, "%" PRId32, (int32_t)(uint32_t)(uint64_t)c->sess);
+    const char *vals[2] = {hi, lo};
+    PGresult *r;
+    st = query(op, c, deadline, "starting a session", "SELECT pg_catalog.pg_advisory_lock($1::integer, $2::integer)",
+               2, vals, NULL, NULL, &r);
+    if (st != ANYLOCK_OK) {
+        conn_close(c);
+        return st;
+    }
+    PQclear(r);
     *out = c;
     return ANYLOCK_OK;
 }
@@ -592,26 +662,63 @@ static const anylock_pool_methods pool_methods = {pool_open, pool_close, pool_us
 
 /* ---- one statement, bounded ------------------------------------------------ */
 
+static anylock_status await_result(anylock_op *op, pconn *c, int64_t deadline, const char *what, PGresult **out);
+
+static anylock_status send_failed(anylock_op *op, pconn *c, const char *what)
+{
+    c->broken = 1;
+    char msg[160];
+    first_line(msg, sizeof msg, PQerrorMessage(c->pg));
+    return anylock_op_error(op, ANYLOCK_IO, "postgres: %s: cannot send: %s", what, msg);
+}
+
 /*
  * Sends sql with params and reads its one result until deadline.  OK with
  * *out set (the caller clears it); else a status and message, and the
  * connection marked broken when the stream cannot be trusted.  what names
- * the step for messages.
+ * the step for messages.  stmt >= 0 runs it as that prepared statement of
+ * the connection (prepared on its first use there); -1 unprepared.
  */
-static anylock_status query(anylock_op *op, pconn *c, int64_t deadline, const char *what, const char *sql,
-                            int n, const char *const *vals, const int *lens, const int *fmts, PGresult **out)
+static anylock_status query_stmt(anylock_op *op, pconn *c, int64_t deadline, const char *what, int stmt,
+                                 const char *sql, int n, const char *const *vals, const int *lens, const int *fmts,
+                                 PGresult **out)
 {
     *out = NULL;
     if (c->broken || PQstatus(c->pg) != CONNECTION_OK) {
         c->broken = 1;
         return anylock_op_error(op, ANYLOCK_IO, "postgres: %s: the connection is closed", what);
     }
-    if (!PQsendQueryParams(c->pg, sql, n, NULL, vals, lens, fmts, 0)) {
-        c->broken = 1;
-        char msg[160];
-        first_line(msg, sizeof msg, PQerrorMessage(c->pg));
-        return anylock_op_error(op, ANYLOCK_IO, "postgres: %s: cannot send: %s", what, msg);
+    char name[24];
+    if (stmt >= 0) {
+        snprintf(name, sizeof name, "anylock_%d", stmt);
+        if (!(c->prepared & 1u << stmt)) {
+            if (!PQsendPrepare(c->pg, name, sql, n, NULL))
+                return send_failed(op, c, what);
+            PGresult *r;
+            anylock_status st = await_result(op, c, deadline, what, &r);
+            if (st != ANYLOCK_OK)
+                return st;
+            PQclear(r);
+            c->prepared |= 1u << stmt;
+        }
+        if (!PQsendQueryPrepared(c->pg, name, n, vals, lens, fmts, 0))
+            return send_failed(op, c, what);
+    } else if (!PQsendQueryParams(c->pg, sql, n, NULL, vals, lens, fmts, 0)) {
+        return send_failed(op, c, what);
     }
+    return await_result(op, c, deadline, what, out);
+}
+
+static anylock_status query(anylock_op *op, pconn *c, int64_t deadline, const char *what, const char *sql,
+                            int n, const char *const *vals, const int *lens, const int *fmts, PGresult **out)
+{
+    return query_stmt(op, c, deadline, what, -1, sql, n, vals, lens, fmts, out);
+}
+
+/* Reads the one result of what was sent, until deadline. */
+static anylock_status await_result(anylock_op *op, pconn *c, int64_t deadline, const char *what, PGresult **out)
+{
+    *out = NULL;
     PGresult *res = NULL;
     anylock_status st = ANYLOCK_OK;
     for (;;) {
@@ -1064,14 +1171,15 @@ static anylock_status build_sql(pg_state *s)
     s->q_wait = xprintf("\"%s\".\"%s_v1_wait\"", s->schema, s->table);
     s->q_release = xprintf("\"%s\".\"%s_v1_release\"", s->schema, s->table);
     s->q_reset = xprintf("\"%s\".\"%s_v1_reset\"", s->schema, s->table);
-    if (!s->q_table || !s->q_view || !s->q_seq || !s->q_take || !s->q_wait || !s->q_release || !s->q_reset)
+    s->q_alive = xprintf("\"%s\".\"%s_v1_alive\"", s->schema, s->table);
+    if (!s->q_alive || !s->q_table || !s->q_view || !s->q_seq || !s->q_take || !s->q_wait || !s->q_release || !s->q_reset)
         return ANYLOCK_NOMEM;
     s->sql_take = xprintf("SELECT status, token, holder, other, other_mode, other_permits FROM "
                           "%s($1::bigint, $2::bigint, $3::bytea, $4::text, $5::integer, $6::integer, $7::bytea, "
-                          "$8::bigint, $9::boolean)",
+                          "$8::bigint, $9::boolean, $10::bigint)",
                           s->q_take);
     s->sql_wait = xprintf("SELECT status, token FROM %s($1::bigint, $2::bigint, $3::bytea, $4::text, $5::integer, "
-                          "$6::integer, $7::bytea, $8::bigint, $9::bigint)",
+                          "$6::integer, $7::bytea, $8::bigint, $9::bigint, $10::bigint)",
                           s->q_wait);
     s->sql_release = xprintf("SELECT %s($1::bigint, $2::integer)", s->q_release);
     s->sql_extend = xprintf("UPDATE %s SET expires_at = pg_catalog.clock_timestamp() + $2::bigint * interval "
@@ -1082,8 +1190,8 @@ static anylock_status build_sql(pg_state *s)
         "SELECT name, owner, mode, permits, meta, CASE WHEN expires_at IS NULL THEN -1 ELSE "
         "GREATEST(0, pg_catalog.ceil(EXTRACT(epoch FROM expires_at - pg_catalog.clock_timestamp()) * "
         "1000))::bigint END FROM ";
-    s->sql_inspect = xprintf("%s%s WHERE holds AND key = $1::bigint AND name = $2::bytea", cols, s->q_view);
-    s->sql_list = xprintf("%s%s WHERE holds AND pg_catalog.substr(name, 1, pg_catalog.length($1::bytea)) "
+    s->sql_inspect = xprintf("%s%s WHERE key = $1::bigint AND name = $2::bytea", cols, s->q_view);
+    s->sql_list = xprintf("%s%s WHERE pg_catalog.substr(name, 1, pg_catalog.length($1::bytea)) "
                           "= $1::bytea",
                           cols, s->q_view);
     s->sql_reset = xprintf("SELECT %s($1::bigint, $2::bytea, $3::bytea, $4::bigint)", s->q_reset);
@@ -1133,7 +1241,7 @@ static anylock_status setup(anylock_op *op, pg_state *s, pconn *c)
     if (qi) {
         const char *names[][2] = {{"@T@", s->q_table},    {"@V@", s->q_view},    {"@S@", s->q_seq},
                                   {"@I@", qi},            {"@FT@", s->q_take},   {"@FW@", s->q_wait},
-                                  {"@FR@", s->q_release}, {"@FX@", s->q_reset}};
+                                  {"@FR@", s->q_release}, {"@FX@", s->q_reset},  {"@FA@", s->q_alive}};
         body = substitute(schema_sql, names, sizeof names / sizeof *names);
     }
     unsigned char h[32];
@@ -1238,7 +1346,7 @@ static void pg_close(anylock_op *op)
     free(s->val);
     free(s->schema);
     free(s->table);
-    char **strs[] = {&s->q_table,    &s->q_view,     &s->q_seq,         &s->q_take,       &s->q_wait,
+    char **strs[] = {&s->q_alive, &s->q_table,    &s->q_view,     &s->q_seq,         &s->q_take,       &s->q_wait,
                      &s->q_release,  &s->q_reset,    &s->sql_take,      &s->sql_wait,     &s->sql_release,
                      &s->sql_extend, &s->sql_inspect, &s->sql_list,     &s->sql_reset,
                      &s->sql_zombie};
@@ -1249,12 +1357,12 @@ static void pg_close(anylock_op *op)
 /* ---- acquire ----------------------------------------------------------------- */
 
 typedef struct take_args {
-    char key[24], slot[24], mode[4], permits[12], expires[24], extra[24];
-    const char *vals[9];
-    int lens[9], fmts[9];
+    char key[24], slot[24], mode[4], permits[12], expires[24], extra[24], sess[24];
+    const char *vals[10];
+    int lens[10], fmts[10];
 } take_args;
 
-static void take_args_init(take_args *a, const anylock_op *op, int64_t key, int64_t slot)
+static void take_args_init(take_args *a, const anylock_op *op, int64_t key, int64_t slot, int64_t sess)
 {
     memset(a, 0, sizeof *a);
     snprintf(a->key, sizeof a->key, "%" PRId64, key);
@@ -1276,6 +1384,8 @@ static void take_args_init(take_args *a, const anylock_op *op, int64_t key, int6
     a->fmts[6] = 1;
     a->vals[7] = a->expires;
     a->vals[8] = a->extra;
+    snprintf(a->sess, sizeof a->sess, "%" PRId64, sess);
+    a->vals[9] = a->sess;
     (void)empty;
 }
 
@@ -1361,13 +1471,13 @@ static anylock_status pg_acquire(anylock_op *op)
         return st;
     pconn *c = conn;
     take_args a;
-    take_args_init(&a, op, key, slot);
+    take_args_init(&a, op, key, slot, c->sess);
     a.vals[3] = id;
     int queue = op->deadline != 0;
     snprintf(a.extra, sizeof a.extra, "%s", queue ? "true" : "false");
     PGresult *r;
-    st = query(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "taking the lock", s->sql_take, 9, a.vals,
-               a.lens, a.fmts, &r);
+    st = query_stmt(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "taking the lock", ST_TAKE, s->sql_take,
+                    10, a.vals, a.lens, a.fmts, &r);
     if (st != ANYLOCK_OK)
         return gave_up(op, s, l, c, slot, st);
     if (PQntuples(r) != 1 || PQnfields(r) != 6) {
@@ -1431,7 +1541,7 @@ static anylock_status pg_acquire(anylock_op *op)
     int64_t wait_deadline = op->deadline;
     if (wait_deadline != ANYLOCK_DEADLINE_NEVER)
         wait_deadline += (int64_t)WAIT_GRACE_MS * 1000000;
-    st = query(op, c, wait_deadline, "waiting for the lock", s->sql_wait, 9, a.vals, a.lens, a.fmts, &r);
+    st = query_stmt(op, c, wait_deadline, "waiting for the lock", ST_WAIT, s->sql_wait, 10, a.vals, a.lens, a.fmts, &r);
     if (st != ANYLOCK_OK)
         return gave_up(op, s, l, c, slot, st);
     if (PQntuples(r) != 1 || PQnfields(r) != 2) {
@@ -1484,8 +1594,8 @@ static anylock_status pg_release(anylock_op *op)
     snprintf(mode, sizeof mode, "%d", l->mode);
     const char *vals[2] = {slot, mode};
     PGresult *r;
-    anylock_status st = query(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "releasing the lock",
-                              s->sql_release, 2, vals, NULL, NULL, &r);
+    anylock_status st = query_stmt(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "releasing the lock",
+                                   ST_RELEASE, s->sql_release, 2, vals, NULL, NULL, &r);
     if (st == ANYLOCK_OK) {
         int ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
         PQclear(r);
@@ -1519,8 +1629,8 @@ static anylock_status pg_extend(anylock_op *op)
     const char *vals[2] = {slot, ms};
     PGresult *r;
     op->granted_at = anylock_now_ns();
-    anylock_status st = query(op, l->conn, anylock_op_io_deadline(op, s->command_timeout_ms), "extending the lock",
-                              s->sql_extend, 2, vals, NULL, NULL, &r);
+    anylock_status st = query_stmt(op, l->conn, anylock_op_io_deadline(op, s->command_timeout_ms),
+                                   "extending the lock", ST_EXTEND, s->sql_extend, 2, vals, NULL, NULL, &r);
     if (st == ANYLOCK_OK) {
         int n = atoi(PQcmdTuples(r));
         PQclear(r);

@@ -262,7 +262,7 @@ START_TEST(t_table_and_pg_locks)
     snprintf(want, sizeof want, "%s %" PRIu64 " true", anylock_lock_id(l), token);
     ck_assert_str_eq(v, want);
     ck_status(anylock_release(l), ANYLOCK_OK);
-    ck_assert_int_eq(raw_long(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
+    ck_assert_int_eq(raw_long(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1"), 0);
     raw_value(pg, v, sizeof v, "SELECT count(*) FROM anylock_locks WHERE key = %" PRId64, k);
     ck_assert_str_eq(v, "0");
     PQfinish(pg);
@@ -283,8 +283,8 @@ START_TEST(t_stale_rows_not_held)
     PQclear(r);
     char sql[512];
     snprintf(sql, sizeof sql,
-             "INSERT INTO anylock_locks (slot, pid, key, name, owner, mode, token) VALUES (%" PRId64 ", 999999, "
-             "%" PRId64 ", convert_to('%s', 'UTF8'), 'ghost-owner', 0, 1)",
+             "INSERT INTO anylock_locks (slot, pid, sess, key, name, owner, mode, token) VALUES (%" PRId64 ", 999999, "
+             "12345, %" PRId64 ", convert_to('%s', 'UTF8'), 'ghost-owner', 0, 1)",
              k, k, key);
     r = PQexec(pg, sql);
     ck_assert_msg(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(pg));
