@@ -516,7 +516,8 @@ static const char *kw_get(const pg_state *s, const char *name)
 static anylock_status connect_failure_status(const char *msg, int before_network)
 {
     if (strstr(msg, "password authentication failed") || strstr(msg, "no password supplied") ||
-        strstr(msg, "pg_hba.conf") || strstr(msg, "authentication failed") || strstr(msg, "password is required"))
+        strstr(msg, "pg_hba.conf") || strstr(msg, "authentication failed") || strstr(msg, "password is required") ||
+        (strstr(msg, "role \"") && strstr(msg, "does not exist")))
         return ANYLOCK_AUTH;
     if (before_network && (!strncmp(msg, "invalid ", 8) || strstr(msg, "could not match") ||
                            strstr(msg, "invalid connection option") || strstr(msg, "invalid integer value")))
@@ -895,21 +896,25 @@ typedef struct wslot {
 static void *watcher_main(void *arg)
 {
     pg_state *s = arg;
-    struct pollfd *fds = NULL;
-    wslot *map = NULL;
-    size_t cap = 0;
+    /* Out of memory, it watches what fits (at least the wake-up). */
+    struct pollfd one, *heap_fds = NULL, *fds = &one;
+    wslot one_map, *heap_map = NULL, *map = &one_map;
+    size_t cap = 1;
     pthread_mutex_lock(&s->wmu);
     while (!s->wstop) {
         if (cap < s->nwatched + 1) {
             size_t nc = (s->nwatched + 1) * 2;
-            struct pollfd *f = realloc(fds, nc * sizeof *f);
+            struct pollfd *f = realloc(heap_fds, nc * sizeof *f);
             if (f)
-                fds = f;
-            wslot *m = realloc(map, nc * sizeof *m);
+                heap_fds = f;
+            wslot *m = realloc(heap_map, nc * sizeof *m);
             if (m)
-                map = m;
-            if (f && m)
+                heap_map = m;
+            if (f && m) {
+                fds = heap_fds;
+                map = heap_map;
                 cap = nc;
+            }
         }
         size_t n = 1;
         int64_t next = ANYLOCK_DEADLINE_NEVER, now = anylock_now_ns();
@@ -953,8 +958,8 @@ static void *watcher_main(void *arg)
         }
     }
     pthread_mutex_unlock(&s->wmu);
-    free(fds);
-    free(map);
+    free(heap_fds);
+    free(heap_map);
     return NULL;
 }
 
@@ -1459,6 +1464,14 @@ static anylock_status pg_acquire(anylock_op *op)
     pg_lock *l = op->lock_state;
     if (op->mode == ANYLOCK_SEMAPHORE)
         return anylock_op_error(op, ANYLOCK_MODE_UNSUPPORTED, "postgres: semaphores are not supported");
+    if (l->conn) {
+        /* Never left by the core (it releases first); let it go anyway. */
+        pthread_mutex_lock(&s->wmu);
+        watch_remove_locked(s, l);
+        pthread_mutex_unlock(&s->wmu);
+        anylock_pool_put(s->pool, l->conn, 1);
+        l->conn = NULL;
+    }
     int64_t key = key_of(s, op->key, op->key_len);
     int64_t slot = key;
     char id[ANYLOCK_ID_MAX + 1];
