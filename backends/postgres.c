@@ -192,7 +192,7 @@ static void first_line(char *dst, size_t size, const char *msg)
 
 /*
  * The schema, with @T@ (the table), @V@ (the holders view), @S@ (the token
- * sequence), @I@ (the key index's bare name) and @FT@, @FW@, @FR@, @FX@,
+ * sequence) and @FT@, @FW@, @FR@, @FX@,
  * @FA@ (the take, wait, release, reset and alive functions) replaced by
  * quoted names.
  *
@@ -209,6 +209,12 @@ static void first_line(char *dst, size_t size, const char *msg)
  * a moment: too dear for each acquire).  What is shown (inspect, list) and
  * what reset ends is read from pg_locks itself: the view keeps holders whose
  * pid holds their slot.
+ *
+ * Every lookup is by slot, a plain scan of the primary key: each acquire
+ * deletes and inserts rows of the same slot, and a plain index scan marks
+ * the dead entries it meets so that the next one skips them (a bitmap scan,
+ * which an OR of two columns would give, does not, and slows down with
+ * every acquisition until VACUUM runs).
  */
 static const char schema_sql[] =
     "CREATE UNLOGGED TABLE IF NOT EXISTS @T@ (\n"
@@ -224,7 +230,7 @@ static const char schema_sql[] =
     "  expires_at timestamptz,\n"
     "  token bigint,\n"
     "  PRIMARY KEY (slot, pid));\n"
-    "CREATE INDEX IF NOT EXISTS @I@ ON @T@ (key);\n"
+
     "CREATE SEQUENCE IF NOT EXISTS @S@;\n"
     "CREATE OR REPLACE VIEW @V@ AS\n"
     "  SELECT t.* FROM @T@ t\n"
@@ -255,24 +261,28 @@ static const char schema_sql[] =
     "    OUT status text, OUT token bigint, OUT holder text, OUT other bytea, OUT other_mode integer,\n"
     "    OUT other_permits integer)\n"
     "LANGUAGE plpgsql AS $anylock$\n"
-    "DECLARE r record; got boolean; stale boolean := false;\n"
+    "DECLARE r record; got boolean;\n"
     "BEGIN\n"
     "  PERFORM pg_catalog.pg_advisory_xact_lock((p_key >> 32)::integer, (p_key << 32 >> 32)::integer);\n"
-    "  FOR r IN SELECT t.sess, t.name, t.owner, t.mode, t.permits, t.token IS NOT NULL AS holds FROM @T@ t\n"
-    "           WHERE (t.key = p_key OR t.slot = p_slot) AND t.pid <> pg_catalog.pg_backend_pid() LOOP\n"
-    "    IF NOT @FA@(r.sess) THEN stale := true; CONTINUE; END IF;\n"
-    "    IF r.name <> p_name THEN status := 'collision'; other := r.name; RETURN; END IF;\n"
-    "    IF r.holds AND r.owner = p_owner THEN status := 'already'; RETURN; END IF;\n"
-    "    IF (r.mode = 2) <> (p_mode = 2) OR (p_mode = 2 AND r.permits <> p_permits) THEN\n"
-    "      status := 'mode'; other_mode := r.mode; other_permits := r.permits; RETURN;\n"
+    /* Only the rows that would change the answer are looked at (and their
+     * sessions checked): another name, this owner holding, another mode. */
+    "  FOR r IN SELECT t.slot, t.pid, t.sess, t.name, t.owner, t.mode, t.permits FROM @T@ t\n"
+    "           WHERE t.slot = p_slot AND t.pid <> pg_catalog.pg_backend_pid()\n"
+    "             AND (t.name <> p_name OR (t.token IS NOT NULL AND t.owner = p_owner)\n"
+    "                  OR (t.mode = 2) <> (p_mode = 2) OR (p_mode = 2 AND t.permits <> p_permits)) LOOP\n"
+    "    IF NOT @FA@(r.sess) THEN\n"
+    "      DELETE FROM @T@ t WHERE t.slot = r.slot AND t.pid = r.pid;\n"
+    "      CONTINUE;\n"
     "    END IF;\n"
-    "    IF r.holds AND holder IS NULL THEN holder := r.owner; END IF;\n"
+    "    IF r.name <> p_name THEN status := 'collision'; other := r.name; RETURN; END IF;\n"
+    "    IF r.owner = p_owner THEN status := 'already'; RETURN; END IF;\n"
+    "    status := 'mode'; other_mode := r.mode; other_permits := r.permits; RETURN;\n"
     "  END LOOP;\n"
     "  IF p_mode = 1 THEN got := pg_catalog.pg_try_advisory_lock_shared(p_slot);\n"
     "  ELSE got := pg_catalog.pg_try_advisory_lock(p_slot); END IF;\n"
-    "  IF stale THEN\n"
-    "    DELETE FROM @T@ t WHERE (t.key = p_key OR t.slot = p_slot) AND t.pid <> pg_catalog.pg_backend_pid()\n"
-    "      AND NOT @FA@(t.sess);\n"
+    /* Holding it alone proves every other holder row of the slot stale. */
+    "  IF got AND p_mode = 0 THEN\n"
+    "    DELETE FROM @T@ t WHERE t.slot = p_slot AND t.pid <> pg_catalog.pg_backend_pid() AND t.token IS NOT NULL;\n"
     "  END IF;\n"
     "  IF got OR p_queue THEN\n"
     "    INSERT INTO @T@ AS t (slot, pid, sess, key, name, owner, mode, permits, meta, expires_at, token)\n"
@@ -286,6 +296,10 @@ static const char schema_sql[] =
     "    RETURNING t.token INTO token;\n"
     "  END IF;\n"
     "  IF got THEN status := 'ok'; RETURN; END IF;\n"
+    "  FOR r IN SELECT t.owner, t.sess FROM @T@ t\n"
+    "           WHERE t.slot = p_slot AND t.token IS NOT NULL AND t.pid <> pg_catalog.pg_backend_pid() LOOP\n"
+    "    IF @FA@(r.sess) THEN holder := r.owner; EXIT; END IF;\n"
+    "  END LOOP;\n"
     "  status := CASE WHEN p_queue THEN 'queued' ELSE 'busy' END;\n"
     "END\n"
     "$anylock$;\n"
@@ -330,7 +344,7 @@ static const char schema_sql[] =
     "BEGIN\n"
     "  FOR r IN SELECT v.pid, v.name FROM @V@ v\n"
     "           WHERE v.pid <> pg_catalog.pg_backend_pid()\n"
-    "             AND CASE WHEN p_name IS NOT NULL THEN v.key = p_key AND v.name = p_name\n"
+    "             AND CASE WHEN p_name IS NOT NULL THEN v.slot = p_key AND v.name = p_name\n"
     "                 ELSE pg_catalog.substr(v.name, 1, pg_catalog.length(p_prefix)) = p_prefix END\n"
     "  LOOP\n"
     "    IF NOT pg_catalog.pg_terminate_backend(r.pid, p_wait_ms)\n"
@@ -341,7 +355,7 @@ static const char schema_sql[] =
     "    IF NOT r.name = ANY (freed) THEN freed := freed || r.name; n := n + 1; END IF;\n"
     "  END LOOP;\n"
     "  DELETE FROM @T@ t\n"
-    "  WHERE CASE WHEN p_name IS NOT NULL THEN t.key = p_key AND t.name = p_name\n"
+    "  WHERE CASE WHEN p_name IS NOT NULL THEN t.slot = p_key AND t.name = p_name\n"
     "        ELSE pg_catalog.substr(t.name, 1, pg_catalog.length(p_prefix)) = p_prefix END\n"
     "    AND t.pid <> pg_catalog.pg_backend_pid() AND NOT @FA@(t.sess);\n"
     "  RETURN n;\n"
@@ -1195,7 +1209,7 @@ static anylock_status build_sql(pg_state *s)
         "SELECT name, owner, mode, permits, meta, CASE WHEN expires_at IS NULL THEN -1 ELSE "
         "GREATEST(0, pg_catalog.ceil(EXTRACT(epoch FROM expires_at - pg_catalog.clock_timestamp()) * "
         "1000))::bigint END FROM ";
-    s->sql_inspect = xprintf("%s%s WHERE key = $1::bigint AND name = $2::bytea", cols, s->q_view);
+    s->sql_inspect = xprintf("%s%s WHERE slot = $1::bigint AND name = $2::bytea", cols, s->q_view);
     s->sql_list = xprintf("%s%s WHERE pg_catalog.substr(name, 1, pg_catalog.length($1::bytea)) "
                           "= $1::bytea",
                           cols, s->q_view);
@@ -1242,10 +1256,10 @@ static anylock_status setup(anylock_op *op, pg_state *s, pconn *c)
         return anylock_op_error(op, ANYLOCK_NOMEM, "postgres: out of memory");
     if (have)
         return ANYLOCK_OK;
-    char *qi = xprintf("\"%s_key\"", s->table), *body = NULL, *all = NULL;
-    if (qi) {
+    char *body = NULL, *all = NULL;
+    {
         const char *names[][2] = {{"@T@", s->q_table},    {"@V@", s->q_view},    {"@S@", s->q_seq},
-                                  {"@I@", qi},            {"@FT@", s->q_take},   {"@FW@", s->q_wait},
+                                  {"@FT@", s->q_take},   {"@FW@", s->q_wait},
                                   {"@FR@", s->q_release}, {"@FX@", s->q_reset},  {"@FA@", s->q_alive}};
         body = substitute(schema_sql, names, sizeof names / sizeof *names);
     }
@@ -1258,7 +1272,6 @@ static anylock_status setup(anylock_op *op, pg_state *s, pconn *c)
     if (body)
         all = xprintf("BEGIN;\nSELECT pg_catalog.pg_advisory_xact_lock(%" PRId32 ", %" PRId32 ");\n%sCOMMIT;", k1, k2,
                       body);
-    free(qi);
     free(body);
     if (!all)
         return anylock_op_error(op, ANYLOCK_NOMEM, "postgres: out of memory");
