@@ -19,6 +19,7 @@ typedef struct conformance_config {
     double expiry;       /* a short expiry the store honours, in seconds */
     double slack;        /* how late the store may free an expired lock, in seconds */
     int processes;       /* processes in the contention test (0: no such test) */
+    int process_iterations; /* acquisitions per process in it (0: 20) */
 } conformance_config;
 
 /* The suite for cfg, which must outlive the run. */
