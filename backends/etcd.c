@@ -890,6 +890,26 @@ static anylock_status wait_turn(acq *a, size_t blocker)
     return st;
 }
 
+/* Whether a blocking acquire should try again after a failure st: a
+ * cluster that cannot answer (an election, members restarting) is ridden
+ * out while the deadline and the outage bound allow, with a short nap. */
+static int ride_out(const anylock_op *op, int64_t *outage_since, anylock_status st)
+{
+    if (!transient(st) || op->deadline == 0)
+        return 0;
+    int64_t now = anylock_now_ns();
+    if (!*outage_since)
+        *outage_since = now;
+    if ((op->deadline != ANYLOCK_DEADLINE_NEVER && now >= op->deadline) ||
+        now - *outage_since >= (int64_t)OUTAGE_MS * 1000000)
+        return 0;
+    int64_t nap = anylock_ms_until(op->deadline);
+    nap = nap < 50 ? nap : 50;
+    struct timespec ts = {0, (long)nap * 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 /* Lets our contender go (a try that failed, a timeout): in the background,
  * so that acquire returns by its deadline. */
 static void withdraw(acq *a)
@@ -976,12 +996,18 @@ static anylock_status etcd_acquire(anylock_op *op)
     anylock_status st;
 
 restart:
-    st = new_contender(&a);
+    while ((st = new_contender(&a)) != ANYLOCK_OK && ride_out(op, &outage_since, st)) {
+    }
     while (st == ANYLOCK_OK) {
         int held = 0;
-        st = enqueue(&a, !try_once, &held);
+        /* The transaction only puts our own keys, so it can be sent again
+         * after a lost answer: the range it reads finds them if the first
+         * one was applied. */
+        while ((st = enqueue(&a, !try_once, &held)) != ANYLOCK_OK && ride_out(op, &outage_since, st)) {
+        }
         if (st != ANYLOCK_OK)
             break;
+        outage_since = 0;
         for (;;) {
             size_t blocker = SIZE_MAX, other = SIZE_MAX;
             verdict v = held ? V_HELD : judge(&a, &blocker, &other);
@@ -1050,19 +1076,8 @@ restart:
             st = wait_turn(&a, blocker);
             if (st == ANYLOCK_OK)
                 st = look(&a);
-            while (st != ANYLOCK_OK && transient(st)) {
-                /* The cluster cannot answer: ride it out while the deadline
-                 * and the outage bound allow. */
-                int64_t now = anylock_now_ns();
-                if (!outage_since)
-                    outage_since = now;
-                if ((op->deadline != ANYLOCK_DEADLINE_NEVER && now >= op->deadline) ||
-                    now - outage_since >= (int64_t)OUTAGE_MS * 1000000)
-                    break;
-                struct timespec ts = {0, 50 * 1000000L};
-                nanosleep(&ts, NULL);
+            while (st != ANYLOCK_OK && ride_out(op, &outage_since, st))
                 st = look(&a);
-            }
             if (st == ANYLOCK_NOT_HELD) {
                 /* Our lease ended while we waited: join again. */
                 st = ANYLOCK_OK;

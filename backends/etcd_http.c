@@ -534,7 +534,14 @@ anylock_status etcd_call(anylock_op *op, etcd_http *h, const char *path, const c
     }
 out:
     if (st == ANYLOCK_OK)
-        st = anylock_op_error(op, ANYLOCK_IO, "etcd: %s: no member answered in time", path);
+        st = ANYLOCK_IO;
+    if (h->neps > 1) {
+        /* Say that every member was tried, and what the last one said. */
+        char last[ANYLOCK_ERRMSG_MAX];
+        snprintf(last, sizeof last, "%s", op->errbuf);
+        st = anylock_op_error(op, st, "etcd: none of the %zu members could serve it in time (no quorum?); last: "
+                              "%.170s", h->neps, last);
+    }
     return st;
 }
 
