@@ -637,14 +637,23 @@ static anylock_status enqueue(acq *a, int put_always, int *held)
     return st;
 }
 
-/* Reads the name's directory again. */
-static anylock_status look(acq *a)
+/*
+ * Reads the name's directory again.  A waiter's look may be serializable
+ * (the member's own copy, no round of the leader): a read that contains our
+ * key reflects a revision after ours, and from then on the set of earlier
+ * contenders can only shrink (a new key always has a later revision), so
+ * "nobody before us" in such a read stays true; a member that lags can only
+ * make us wait longer.  Without our key the verdict (join again) does not
+ * depend on staleness either, except that it costs a new place in line: so
+ * a look that does not find our key is repeated linearizably.
+ */
+static anylock_status look_at(acq *a, int serializable)
 {
     anylock_op *op = a->op;
     etcd_buf b = {0};
     etcd_buf_add(&b, "{");
     add_dir_range(&b, op);
-    etcd_buf_add(&b, "}");
+    etcd_buf_add(&b, "%s}", serializable ? ",\"serializable\":true" : "");
     if (b.failed) {
         etcd_buf_free(&b);
         return anylock_op_error(op, ANYLOCK_NOMEM, "etcd: out of memory");
@@ -669,6 +678,22 @@ static anylock_status look(acq *a)
     json_object_put(r.json);
     if (st == ANYLOCK_OK)
         settle(&a->es);
+    return st;
+}
+
+static int has_key(const acq *a)
+{
+    for (size_t i = 0; i < a->es.n; i++)
+        if (a->es.v[i].key_len == a->key_len && !memcmp(a->es.v[i].key, a->key, a->key_len))
+            return 1;
+    return 0;
+}
+
+static anylock_status look(acq *a)
+{
+    anylock_status st = a->key ? look_at(a, 1) : look_at(a, 0);
+    if (st == ANYLOCK_OK && a->key && !has_key(a))
+        st = look_at(a, 0);
     return st;
 }
 
