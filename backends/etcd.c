@@ -1432,7 +1432,7 @@ static anylock_status read_all(anylock_op *op, etcd_state *s, entries *es)
     return st;
 }
 
-/* Seconds left on lease: -1 for none, -2 when it is gone. */
+/* Milliseconds left on lease: -1 for none (never expires), -2 when it is gone. */
 static anylock_status time_left(anylock_op *op, etcd_state *s, int64_t lease, int64_t *ms)
 {
     if (!lease) {
@@ -1447,7 +1447,10 @@ static anylock_status time_left(anylock_op *op, etcd_state *s, int64_t lease, in
         return st;
     int64_t ttl = etcd_get_int(r.json, "TTL", -1);
     json_object_put(r.json);
-    *ms = ttl < 0 ? -2 : ttl * 1000;
+    /* etcd rounds the time left down to whole seconds: a lease in its
+     * last second says 0 although its keys (and so the lock) are still
+     * there.  -1: the lease is gone. */
+    *ms = ttl < 0 ? -2 : ttl > 0 ? ttl * 1000 : 1;
     return ANYLOCK_OK;
 }
 
