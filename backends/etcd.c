@@ -73,6 +73,7 @@ typedef struct etcd_state {
     int64_t *pending;
     size_t npending, cap;
     int stopping, started;
+    int64_t stop_deadline; /* once stopping: revokes still queued after it are dropped */
     pthread_t janitor;
 } etcd_state;
 
@@ -306,7 +307,8 @@ static int by_name_then_create(const void *pa, const void *pb)
  */
 static void settle(entries *es)
 {
-    qsort(es->v, es->n, sizeof *es->v, by_name_then_create);
+    if (es->n > 1)
+        qsort(es->v, es->n, sizeof *es->v, by_name_then_create);
     for (size_t i = 0; i < es->n; i++) {
         entry *m = &es->v[i];
         if (!m->is_meta)
@@ -441,6 +443,11 @@ static void *janitor_main(void *arg)
         if (!s->npending)
             break;
         int64_t lease = s->pending[--s->npending];
+        int64_t deadline = s->stopping ? s->stop_deadline : ANYLOCK_DEADLINE_NEVER;
+        if (s->stopping && anylock_now_ns() >= deadline) {
+            s->npending = 0; /* closing: the rest lapse with their TTLs */
+            break;
+        }
         pthread_mutex_unlock(&s->mu);
         char errbuf[ANYLOCK_ERRMSG_MAX] = "";
         anylock_op op;
@@ -449,7 +456,7 @@ static void *janitor_main(void *arg)
         op.errbuf = errbuf;
         op.deadline = ANYLOCK_DEADLINE_NEVER;
         /* If this fails the lease ends with its TTL, as after a crash. */
-        revoke(&op, s, lease, ANYLOCK_DEADLINE_NEVER, NULL);
+        revoke(&op, s, lease, deadline, NULL);
         pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
@@ -518,11 +525,12 @@ static void etcd_close(anylock_op *op)
     if (s->mu_init) {
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
+        s->stop_deadline = anylock_now_ns() + (s->http ? etcd_command_timeout_ms(s->http) : 0) * 1000000;
         pthread_cond_signal(&s->cond);
         int started = s->started;
         pthread_mutex_unlock(&s->mu);
-        /* The janitor finishes what is queued (each revoke bounded by the
-         * command timeout) and stops. */
+        /* The janitor finishes what is queued, within one command timeout
+         * in all, and stops. */
         if (started)
             pthread_join(s->janitor, NULL);
         pthread_cond_destroy(&s->cond);
