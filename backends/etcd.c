@@ -1158,7 +1158,7 @@ restart:
     } else if (l->active) {
         withdraw(&a);
     }
-    if (st == ANYLOCK_TIMEOUT && !op->errbuf[0])
+    if (st == ANYLOCK_TIMEOUT)
         anylock_op_error(op, ANYLOCK_TIMEOUT, "lock \"%.64s\": timed out waiting", op->name);
     entries_free(&a.es);
     acq_reset_keys(&a);
@@ -1512,6 +1512,21 @@ static anylock_status free_holders(anylock_op *op, etcd_state *s, const entries 
         etcd_buf_add(&b, "%s{\"request_delete_range\":{\"key\":\"", deletes++ ? "," : "");
         etcd_buf_b64(&b, e->key, e->key_len);
         etcd_buf_add(&b, "\"}}");
+        if (e->has_meta) {
+            /* One of ours without a lease (no expiry): its .meta key too. */
+            size_t stem = (size_t)(e->rest - e->key) + e->hex_len;
+            char *m = malloc(stem + sizeof ".meta");
+            if (!m) {
+                b.failed = 1;
+                break;
+            }
+            memcpy(m, e->key, stem);
+            memcpy(m + stem, ".meta", sizeof ".meta");
+            etcd_buf_add(&b, ",{\"request_delete_range\":{\"key\":\"");
+            etcd_buf_b64(&b, m, stem + 5);
+            etcd_buf_add(&b, "\"}}");
+            free(m);
+        }
     }
     etcd_buf_add(&b, "]}");
     if (b.failed) {

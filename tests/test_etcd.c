@@ -272,6 +272,11 @@ START_TEST(t_wire_keys)
     ck_assert_int_eq(kvs[1].lease, 0);
     ck_status(anylock_release(l), ANYLOCK_OK);
     ck_assert_int_eq(range_prefix(&cl, "wire:a job/", kvs, 8), 0);
+    /* Reset takes both keys of such a holder. */
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_reset(c, "a job"), ANYLOCK_OK);
+    ck_assert_int_eq(range_prefix(&cl, "wire:a job/", kvs, 8), 0);
+    ck_status(anylock_release(l), ANYLOCK_NOT_HELD);
 
     /* Shared and semaphore contenders say so in their keys. */
     ck_status(anylock_lock_set_expires(l, 5), ANYLOCK_OK);
