@@ -801,6 +801,9 @@ static anylock_status watch_for(acq *a, size_t blocker, etcd_watch **w)
 typedef struct tracked {
     char **keys;
     size_t n;
+    int all_same;   /* every one is a semaphore of our N */
+    char *own;      /* our key in base64: its deletion means our lease ended */
+    int own_gone;
 } tracked;
 
 static int apply_events(json_object *msg, tracked *t, int *any_event)
@@ -817,6 +820,8 @@ static int apply_events(json_object *msg, tracked *t, int *any_event)
         if (!t || !ko || !json_object_is_type(ko, json_type_string))
             continue;
         const char *k = json_object_get_string(ko);
+        if (t->own && !strcmp(t->own, k))
+            t->own_gone = 1;
         for (size_t j = 0; j < t->n; j++)
             if (t->keys[j] && !strcmp(t->keys[j], k)) {
                 free(t->keys[j]);
@@ -839,20 +844,23 @@ static void tracked_free(tracked *t)
     for (size_t i = 0; i < t->n; i++)
         free(t->keys[i]);
     free(t->keys);
-    t->keys = NULL;
-    t->n = 0;
+    free(t->own);
+    memset(t, 0, sizeof *t);
 }
 
 /* The contenders before us, by their keys in base64 (as events name them). */
 static int tracked_fill(tracked *t, const acq *a)
 {
     t->keys = calloc(a->me + 1, sizeof *t->keys);
-    if (!t->keys)
+    if (!t->keys || !(t->own = etcd_b64(a->key, a->key_len)))
         return -1;
+    t->all_same = 1;
     for (size_t i = 0; i < a->me; i++) {
-        if (a->es.v[i].is_meta)
+        const entry *e = &a->es.v[i];
+        if (e->is_meta)
             continue;
-        if (!(t->keys[t->n++] = etcd_b64(a->es.v[i].key, a->es.v[i].key_len)))
+        t->all_same &= e->mode == ANYLOCK_SEMAPHORE && e->permits == a->op->permits;
+        if (!(t->keys[t->n++] = etcd_b64(e->key, e->key_len)))
             return -1;
     }
     return 0;
@@ -867,9 +875,13 @@ static int transient(anylock_status st)
  * Waits, with a watch, until what keeps us out is deleted, our lease needs
  * a refresh (done here), the recheck interval passes, or the deadline
  * comes.  Returns OK to look again, TIMEOUT, or a failure (NOT_HELD: our
- * lease is gone).
+ * lease is gone).  *admitted = 1 when the watch alone shows that we hold
+ * the lock: a semaphore waiter whose earlier contenders were all semaphores
+ * of its N sees, in the watch's complete and ordered events from just
+ * after its read, fewer than N of them left (no later contender can come
+ * before it), so it needs no read.
  */
-static anylock_status wait_turn(acq *a, size_t blocker)
+static anylock_status wait_turn(acq *a, size_t blocker, int *admitted)
 {
     anylock_op *op = a->op;
     etcd_watch *w = NULL;
@@ -893,8 +905,12 @@ static anylock_status wait_turn(acq *a, size_t blocker)
                 break; /* the watch ended: look again */
             if (blocker != SIZE_MAX && any)
                 break;
-            if (blocker == SIZE_MAX && tracked_left(&t) < op->permits)
+            if (blocker == SIZE_MAX && t.own_gone)
+                break; /* our key went: the look finds out why */
+            if (blocker == SIZE_MAX && tracked_left(&t) < op->permits) {
+                *admitted = t.all_same;
                 break;
+            }
             continue;
         }
         if (got < 0)
@@ -1106,7 +1122,12 @@ restart:
                                op->name, h ? (int)(h->value_len > 64 ? 64 : h->value_len) : 1, h ? h->value : "?");
             }
             a.waited = 1;
-            st = wait_turn(&a, blocker);
+            int admitted = 0;
+            st = wait_turn(&a, blocker, &admitted);
+            if (st == ANYLOCK_OK && admitted) {
+                l->rev = a.es.v[a.me].create;
+                break;
+            }
             if (st == ANYLOCK_OK)
                 st = look(&a);
             while (st != ANYLOCK_OK && ride_out(op, &outage_since, st))
