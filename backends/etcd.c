@@ -554,6 +554,7 @@ typedef struct acq {
     int waited;
     entries es;
     size_t me;            /* our index in es when found */
+    size_t nblockers;     /* exclusive, shared: how many earlier keys keep us out */
 } acq;
 
 static void acq_reset_keys(acq *a)
@@ -741,11 +742,14 @@ static verdict judge(acq *a, size_t *blocker, size_t *conflict)
         return V_HELD;
     }
     *blocker = SIZE_MAX;
+    a->nblockers = 0;
     if (op->mode != ANYLOCK_SEMAPHORE) {
         /* The last earlier key that keeps us out. */
         for (size_t i = 0; i < me; i++)
-            if (!es->v[i].is_meta && (op->mode == ANYLOCK_EXCLUSIVE || es->v[i].mode != ANYLOCK_SHARED))
+            if (!es->v[i].is_meta && (op->mode == ANYLOCK_EXCLUSIVE || es->v[i].mode != ANYLOCK_SHARED)) {
                 *blocker = i;
+                a->nblockers++;
+            }
     }
     return V_WAIT;
 }
@@ -876,10 +880,11 @@ static int transient(anylock_status st)
  * a refresh (done here), the recheck interval passes, or the deadline
  * comes.  Returns OK to look again, TIMEOUT, or a failure (NOT_HELD: our
  * lease is gone).  *admitted = 1 when the watch alone shows that we hold
- * the lock: a semaphore waiter whose earlier contenders were all semaphores
- * of its N sees, in the watch's complete and ordered events from just
- * after its read, fewer than N of them left (no later contender can come
- * before it), so it needs no read.
+ * the lock, so that no read is needed: the key we watched was the only one
+ * in our way (the next in line); or, for a semaphore waiter whose earlier
+ * contenders were all semaphores of its N, the watch's events (complete and
+ * ordered from just after its read) leave fewer than N of them.  No later
+ * contender can come before us, so what the read showed can only shrink.
  */
 static anylock_status wait_turn(acq *a, size_t blocker, int *admitted)
 {
@@ -903,8 +908,11 @@ static anylock_status wait_turn(acq *a, size_t blocker, int *admitted)
             json_object_put(msg);
             if (rc < 0)
                 break; /* the watch ended: look again */
-            if (blocker != SIZE_MAX && any)
+            if (blocker != SIZE_MAX && any) {
+                /* The only key that kept us out is gone. */
+                *admitted = a->nblockers == 1;
                 break;
+            }
             if (blocker == SIZE_MAX && t.own_gone)
                 break; /* our key went: the look finds out why */
             if (blocker == SIZE_MAX && tracked_left(&t) < op->permits) {
@@ -1124,6 +1132,10 @@ restart:
             a.waited = 1;
             int admitted = 0;
             st = wait_turn(&a, blocker, &admitted);
+            /* Only while our own lease surely lives (refreshed within its
+             * TTL): else our key may be gone, and a read says so. */
+            if (admitted && anylock_now_ns() - a.refreshed_at >= a.ttl * 1000000000)
+                admitted = 0;
             if (st == ANYLOCK_OK && admitted) {
                 l->rev = a.es.v[a.me].create;
                 break;

@@ -1,6 +1,6 @@
 /*
  * etcd:// against a real 3-member etcd cluster on free loopback ports: the
- * whole conformance suite (16 processes x 200 acquisitions; 50 under a
+ * whole conformance suite (16 processes x 150 acquisitions; 50 under a
  * sanitizer), then what is
  * the etcd backend's own: the keys it writes, seen through the JSON API;
  * interop with `etcdctl lock`; first-come-first-served order and the
@@ -1173,7 +1173,7 @@ int main(void)
         .expiry = 2, /* the smallest TTL the test cluster grants */
         .slack = 1.0,
         .processes = 16,
-        .process_iterations = 200,
+        .process_iterations = 150,
     };
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
     /* Under a sanitizer the run looks for memory errors and races, not
