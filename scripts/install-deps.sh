@@ -13,7 +13,7 @@ apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config ca-certificates \
     check libhiredis-dev libmemcached-dev libsqlite3-dev sqlite3 \
     libcurl4-openssl-dev libjson-c-dev \
-    redis-server memcached etcd-server etcd-client python3 python3-redis \
+    redis-server memcached etcd-server etcd-client python3 python3-redis python3-cffi python3-pytest \
     valgrind clang libclang-rt-14-dev >/dev/null
 # Debian starts the servers as services on install where it can; the tests
 # use their own, so stop those to keep the machine quiet.
