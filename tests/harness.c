@@ -20,18 +20,17 @@
 /* Servers still running, stopped at exit. */
 #define MAX_SERVERS 16
 static test_server *running[MAX_SERVERS];
+/* The process that started each one: Check forks a child per test, and a
+ * child's exit() (a failed assertion) runs the atexit handlers it
+ * inherited, which must stop the servers that test started (and remove
+ * their directories) but not the parent's. */
+static pid_t owner[MAX_SERVERS];
 static int atexit_set;
-/* The process that started the servers: Check forks a child per test, and
- * a child's exit() runs the atexit handlers it inherited, which must not
- * stop the parent's servers. */
-static pid_t owner_pid;
 
 static void stop_all(void)
 {
-    if (getpid() != owner_pid)
-        return;
     for (int i = 0; i < MAX_SERVERS; i++)
-        if (running[i] && running[i]->pid)
+        if (running[i] && running[i]->pid && owner[i] == getpid())
             test_server_stop(running[i]);
 }
 
@@ -40,11 +39,17 @@ static void track(test_server *s, int on)
     if (!atexit_set) {
         atexit(stop_all);
         atexit_set = 1;
-        owner_pid = getpid();
+    }
+    for (int i = 0; i < MAX_SERVERS; i++) {
+        if (on && running[i] == s) {
+            owner[i] = getpid(); /* restarted, perhaps by another process */
+            return;
+        }
     }
     for (int i = 0; i < MAX_SERVERS; i++) {
         if (on && !running[i]) {
             running[i] = s;
+            owner[i] = getpid();
             return;
         }
         if (!on && running[i] == s) {
