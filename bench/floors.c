@@ -44,6 +44,7 @@
 #endif
 #ifdef ANYLOCK_WITH_POSTGRES
 #include <libpq-fe.h>
+#endif
 #ifdef ANYLOCK_WITH_ETCD
 #include <curl/curl.h>
 #endif
@@ -69,6 +70,7 @@ struct bench_floor {
 #endif
 #ifdef ANYLOCK_WITH_POSTGRES
     PGconn *pg;
+#endif
 #ifdef ANYLOCK_WITH_ETCD
     CURL *curl;
     struct curl_slist *headers;
@@ -392,6 +394,9 @@ static int postgres_round_trip(bench_floor *f, char *err, size_t errsize)
         snprintf(err, errsize, "postgres floor: SELECT 1: %s", PQerrorMessage(f->pg));
     PQclear(r);
     return ok ? 0 : -1;
+}
+#endif
+
 #ifdef ANYLOCK_WITH_ETCD
 static size_t etcd_sink(char *data, size_t size, size_t n, void *ud)
 {
@@ -485,6 +490,8 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
     else if (!strcasecmp(u.scheme, "postgres") || !strcasecmp(u.scheme, "postgresql")) {
         f->kind = FLOOR_POSTGRES;
         rc = postgres_open(f, url, err, errsize);
+    }
+#endif
 #ifdef ANYLOCK_WITH_ETCD
     else if (!strcasecmp(u.scheme, "etcd")) {
         f->kind = FLOOR_ETCD;
@@ -535,6 +542,7 @@ int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
 #ifdef ANYLOCK_WITH_POSTGRES
     case FLOOR_POSTGRES:
         return postgres_round_trip(f, err, errsize);
+#endif
 #ifdef ANYLOCK_WITH_ETCD
     case FLOOR_ETCD:
         return etcd_round_trip(f, err, errsize);
