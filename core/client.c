@@ -223,6 +223,8 @@ anylock_status anylock_open(const char *url, anylock_client **out)
     anylock__defaults_get(&d);
     c->timeout_ms = d.timeout_ms;
     c->expires_ms = d.expires_ms;
+    c->pid = (long)getpid();
+    c->wall_offset_ns = (int64_t)(anylock__wall_now() * 1e9) - anylock_now_ns();
     if (gethostname(c->host, sizeof c->host - 1) != 0)
         c->host[0] = '\0';
     c->host[sizeof c->host - 1] = '\0';
