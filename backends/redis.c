@@ -146,14 +146,15 @@ static const char acquire_lua[] = LUA_COMMON
     "  end\n"
     "  if ok then\n"
     "    local t = redis.call('hincrby', KEYS[6], 'n', 1)\n"
-    "    redis.call('del', KEYS[3], KEYS[4])\n"
     "    take_meta(t)\n"
-    "    if px > 0 then redis.call('pexpire', KEYS[3], px) end\n"
+    "    if px > 0 then redis.call('pexpire', KEYS[3], px) else redis.call('persist', KEYS[3]) end\n"
     "    if ARGV[7] == '1' then redis.call('zrem', KEYS[5], id) end\n"
     "    return {0, t}\n"
     "  end\n"
+    /* Register as a waiting writer where shared acquirers could
+     * otherwise keep it out for ever: while shared holders hold it. */
     "  local reg = tonumber(ARGV[6])\n"
-    "  if reg > 0 then\n"
+    "  if reg > 0 and v == SH then\n"
     "    local now = now_ms()\n"
     "    redis.call('zremrangebyscore', KEYS[5], '-inf', '(' .. now)\n"
     "    redis.call('zadd', KEYS[5], now + reg, id)\n"
@@ -307,6 +308,7 @@ typedef struct redis_state {
     int64_t signal_expire_ms;
     int64_t block_max_ms;
     char signal_expire[24]; /* as text, for the scripts */
+    size_t signal_expire_len;
     char sha[NSCRIPTS][41];
     char *token_key;
     size_t token_key_len;
@@ -417,56 +419,85 @@ static void cmd_free(cmdbuf *b)
     cmd_init(b);
 }
 
-static void cmd_put(cmdbuf *b, const char *s, size_t n)
+/* Makes room for n more bytes; 0 when there is none (out of memory). */
+static int cmd_room(cmdbuf *b, size_t n)
 {
     if (b->nomem)
-        return;
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap * 2;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *g = b->p == b->inline_buf ? malloc(cap) : realloc(b->p, cap);
-        if (!g) {
-            b->nomem = 1;
-            return;
-        }
-        if (b->p == b->inline_buf)
-            memcpy(g, b->p, b->len);
-        b->p = g;
-        b->cap = cap;
+        return 0;
+    if (b->len + n <= b->cap)
+        return 1;
+    size_t cap = b->cap * 2;
+    while (cap < b->len + n)
+        cap *= 2;
+    char *g = b->p == b->inline_buf ? malloc(cap) : realloc(b->p, cap);
+    if (!g) {
+        b->nomem = 1;
+        return 0;
     }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
+    if (b->p == b->inline_buf)
+        memcpy(g, b->p, b->len);
+    b->p = g;
+    b->cap = cap;
+    return 1;
 }
 
-static void cmd_head(cmdbuf *b, char type, size_t n)
+/* Writes "<type><n>\r\n" at o; returns the new end. */
+static char *put_head(char *o, char type, size_t n)
 {
     char tmp[24];
-    size_t o = sizeof tmp;
-    tmp[--o] = '\n';
-    tmp[--o] = '\r';
+    size_t k = 0;
     do {
-        tmp[--o] = (char)('0' + n % 10);
+        tmp[k++] = (char)('0' + n % 10);
         n /= 10;
     } while (n);
-    tmp[--o] = type;
-    cmd_put(b, tmp + o, sizeof tmp - o);
+    *o++ = type;
+    while (k)
+        *o++ = tmp[--k];
+    *o++ = '\r';
+    *o++ = '\n';
+    return o;
 }
 
-/* Appends one command of argc arguments. */
+/* Appends one command of argc arguments: its size is worked out first, so
+ * that it is written in one pass. */
 static void cmd_add(cmdbuf *b, size_t argc, const rarg *argv)
 {
-    cmd_head(b, '*', argc);
+    size_t need = 24;
+    for (size_t i = 0; i < argc; i++)
+        need += argv[i].n + 24;
+    if (!cmd_room(b, need))
+        return;
+    char *o = put_head(b->p + b->len, '*', argc);
     for (size_t i = 0; i < argc; i++) {
-        cmd_head(b, '$', argv[i].n);
-        cmd_put(b, argv[i].p, argv[i].n);
-        cmd_put(b, "\r\n", 2);
+        o = put_head(o, '$', argv[i].n);
+        memcpy(o, argv[i].p, argv[i].n);
+        o += argv[i].n;
+        *o++ = '\r';
+        *o++ = '\n';
     }
+    b->len = (size_t)(o - b->p);
 }
 
 static rarg arg_str(const char *s)
 {
     rarg a = {s, strlen(s)};
+    return a;
+}
+
+/* v in decimal (v >= 0), NUL-terminated, in out[24]; as an argument. */
+static rarg arg_num(char out[24], long long v)
+{
+    char tmp[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0 : (unsigned long long)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = '\0';
+    rarg a = {out, n};
     return a;
 }
 
@@ -747,14 +778,14 @@ static anylock_status script_run(anylock_op *op, redis_state *s, rconn *c, int w
     *out = NULL;
     *lost = 0;
     rarg argv[24];
-    char nk[8];
+    char nk[24];
     if (nargs > sizeof argv / sizeof argv[0] - 3)
         return anylock_op_error(op, ANYLOCK_INTERNAL, "redis: too many script arguments");
-    snprintf(nk, sizeof nk, "%zu", nkeys);
-    argv[0] = arg_str("EVALSHA");
+    argv[0].p = "EVALSHA";
+    argv[0].n = 7;
     argv[1].p = s->sha[which];
     argv[1].n = 40;
-    argv[2] = arg_str(nk);
+    argv[2] = arg_num(nk, (long long)nkeys);
     for (size_t i = 0; i < nargs; i++)
         argv[3 + i] = args[i];
     cmdbuf b;
@@ -979,7 +1010,7 @@ static anylock_status redis_open(anylock_op *op, const anylock_url *url)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "redis: connect_timeout, command_timeout, signal_expire "
                                 "and block_max must be more than 0 s");
     deadline = anylock_now_ns() + s->connect_timeout_ms * 1000000;
-    snprintf(s->signal_expire, sizeof s->signal_expire, "%lld", (long long)s->signal_expire_ms);
+    s->signal_expire_len = arg_num(s->signal_expire, s->signal_expire_ms).n;
 
     if (url->user && url->user[0] && !url->password)
         return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO, "redis: a user name needs a password (user:password@)");
@@ -1079,17 +1110,23 @@ static uint64_t parse_u64(const char *s, size_t n)
 static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, int64_t deadline,
                                   int64_t register_ms, int registered, attempt *a, int *lost, int64_t *sent_at)
 {
-    char px[24], permits[16], reg[24];
-    snprintf(px, sizeof px, "%lld", (long long)op->expires_ms);
-    snprintf(permits, sizeof permits, "%u", op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0);
-    snprintf(reg, sizeof reg, "%lld", (long long)register_ms);
+    char px[24], permits[24], reg[24];
     const char *mode = op->mode == ANYLOCK_SHARED ? "s" : op->mode == ANYLOCK_SEMAPHORE ? "n" : "x";
     rarg args[14] = {
-        key_arg(k, K_LOCK),     key_arg(k, K_SIGNAL), key_arg(k, K_META),
-        key_arg(k, K_HOLDERS),  key_arg(k, K_WRITERS), key_arg(k, K_TOKEN),
-        {op->id, op->id_len},   arg_str(px),          {op->meta ? op->meta : "", op->meta ? op->meta_len : 0},
-        arg_str(mode),          arg_str(permits),     arg_str(reg),
-        arg_str(registered ? "1" : "0"), arg_str(s->signal_expire),
+        key_arg(k, K_LOCK),
+        key_arg(k, K_SIGNAL),
+        key_arg(k, K_META),
+        key_arg(k, K_HOLDERS),
+        key_arg(k, K_WRITERS),
+        key_arg(k, K_TOKEN),
+        {op->id, op->id_len},
+        arg_num(px, op->expires_ms),
+        {op->meta ? op->meta : "", op->meta ? op->meta_len : 0},
+        {mode, 1},
+        arg_num(permits, op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0),
+        arg_num(reg, register_ms),
+        {registered ? "1" : "0", 1},
+        {s->signal_expire, s->signal_expire_len},
     };
     redisReply *r;
     *sent_at = anylock_now_ns();
@@ -1229,7 +1266,8 @@ static anylock_status redis_acquire(anylock_op *op)
                 reg = (left < s->block_max_ms ? left : s->block_max_ms) + WRITER_MARGIN_MS;
             }
             st = try_acquire(op, s, c, k, deadline, reg, registered, &a, &lost, &sent_at);
-            if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg)
+            if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg && a.value_len == sizeof marker_shared - 1 &&
+                !memcmp(a.value, marker_shared, a.value_len))
                 registered = 1;
         }
         if (lost && !lost_once) {
