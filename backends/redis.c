@@ -77,6 +77,8 @@
 /* Shared by every script: the markers and helpers. */
 #define LUA_COMMON                                                                                                    \
     "local SH = '\\1anylock shared'\n"                                                                                \
+    /* Metadata of holders without expiry: kept 30 days (a leftover goes). */                                         \
+    "local FOREVER_MS = 2592000000\n"                                                                                 \
     "local SEM = '\\1anylock semaphore '\n"                                                                           \
     "local function kind(v)\n"                                                                                        \
     "  if not v then return nil end\n"                                                                                \
@@ -98,7 +100,7 @@
     "  local top = redis.call('zrange', holders, -1, -1, 'WITHSCORES')\n"                                             \
     "  if #top == 0 then redis.call('del', lock, holders, meta) return 0 end\n"                                       \
     "  if top[2] == 'inf' then\n"                                                                                     \
-    "    redis.call('persist', lock) redis.call('persist', holders) redis.call('persist', meta)\n"                    \
+    "    redis.call('persist', lock) redis.call('persist', holders) redis.call('pexpire', meta, FOREVER_MS)\n"       \
     "  else\n"                                                                                                        \
     "    redis.call('pexpireat', lock, top[2]) redis.call('pexpireat', holders, top[2])\n"                            \
     "    redis.call('pexpireat', meta, top[2])\n"                                                                     \
@@ -121,8 +123,16 @@ static const char acquire_lua[] = LUA_COMMON
     "local function take_meta(t)\n"
     "  redis.call('hset', KEYS[3], 'm:' .. id, ARGV[3], 't:' .. id, t)\n"
     "end\n"
+    /* Held by this id already.  A holder taken by the transaction of
+     * try_fast (which cannot store its token) gets a new token here, for
+     * an acquire that adopts it: still higher than any before. */
     "local function mine()\n"
-    "  return {2, redis.call('hget', KEYS[3], 't:' .. id)}\n"
+    "  local t = redis.call('hget', KEYS[3], 't:' .. id)\n"
+    "  if not t then\n"
+    "    t = redis.call('hincrby', KEYS[6], 'n', 1)\n"
+    "    redis.call('hset', KEYS[3], 't:' .. id, t)\n"
+    "  end\n"
+    "  return {2, t}\n"
     "end\n"
     "if mode == 'x' then\n"
     "  local ok\n"
@@ -147,7 +157,7 @@ static const char acquire_lua[] = LUA_COMMON
     "  if ok then\n"
     "    local t = redis.call('hincrby', KEYS[6], 'n', 1)\n"
     "    take_meta(t)\n"
-    "    if px > 0 then redis.call('pexpire', KEYS[3], px) else redis.call('persist', KEYS[3]) end\n"
+    "    if px > 0 then redis.call('pexpire', KEYS[3], px) else redis.call('pexpire', KEYS[3], FOREVER_MS) end\n"
     "    if ARGV[7] == '1' then redis.call('zrem', KEYS[5], id) end\n"
     "    return {0, t}\n"
     "  end\n"
@@ -1106,6 +1116,104 @@ static uint64_t parse_u64(const char *s, size_t n)
     return v;
 }
 
+/*
+ * The first try of an exclusive acquire with an expiry, as one transaction
+ * of plain commands (a Lua script costs the server several times more):
+ *   MULTI; SET lock id NX PX ms; HINCRBY token n 1;
+ *   HSET meta m:<id> <metadata>; PEXPIRE meta ms NX; PEXPIRE meta ms GT;
+ *   GET lock; PTTL lock; EXEC
+ * The token is advanced whether or not the SET took the lock (tokens skip
+ * numbers, and stay strictly increasing per acquisition); a try that fails
+ * leaves its metadata field beside the holder's, keyed by its own id, which
+ * nothing reads and the holder's release deletes.  *fallback = 1 when the
+ * holder is a marker (shared or semaphore holders): the script decides.
+ */
+static anylock_status try_fast(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, int64_t deadline,
+                               attempt *a, int *lost, int64_t *sent_at, int *fallback)
+{
+    (void)s;
+    *lost = 0;
+    *fallback = 0;
+    char px[24], mkey[ANYLOCK_ID_MAX + 3];
+    rarg pxa = arg_num(px, op->expires_ms);
+    mkey[0] = 'm';
+    mkey[1] = ':';
+    memcpy(mkey + 2, op->id, op->id_len);
+    rarg id = {op->id, op->id_len}, lock = key_arg(k, K_LOCK), meta = key_arg(k, K_META);
+    rarg set[6] = {{"SET", 3}, lock, id, {"NX", 2}, {"PX", 2}, pxa};
+    rarg inc[4] = {{"HINCRBY", 7}, key_arg(k, K_TOKEN), {"n", 1}, {"1", 1}};
+    rarg hset[4] = {{"HSET", 4}, meta, {mkey, op->id_len + 2}, {op->meta ? op->meta : "", op->meta ? op->meta_len : 0}};
+    rarg ex1[4] = {{"PEXPIRE", 7}, meta, pxa, {"NX", 2}};
+    rarg ex2[4] = {{"PEXPIRE", 7}, meta, pxa, {"GT", 2}};
+    rarg get[2] = {{"GET", 3}, lock};
+    rarg pttl[2] = {{"PTTL", 4}, lock};
+    rarg one[1] = {{"MULTI", 5}};
+    cmdbuf b;
+    cmd_init(&b);
+    cmd_add(&b, 1, one);
+    cmd_add(&b, 6, set);
+    cmd_add(&b, 4, inc);
+    cmd_add(&b, 4, hset);
+    cmd_add(&b, 4, ex1);
+    cmd_add(&b, 4, ex2);
+    cmd_add(&b, 2, get);
+    cmd_add(&b, 2, pttl);
+    one[0].p = "EXEC";
+    one[0].n = 4;
+    cmd_add(&b, 1, one);
+    redisReply *rs[9];
+    *sent_at = anylock_now_ns();
+    anylock_status st = conn_send(op, c, &b, deadline, "the acquire transaction");
+    cmd_free(&b);
+    for (size_t i = 0; i < 9; i++)
+        rs[i] = NULL;
+    for (size_t i = 0; i < 9 && st == ANYLOCK_OK; i++) {
+        st = conn_recv(op, c, &rs[i], deadline, "the acquire transaction");
+        if (st != ANYLOCK_OK)
+            *lost = 1;
+    }
+    if (st == ANYLOCK_OK) {
+        for (size_t i = 0; i < 8 && st == ANYLOCK_OK; i++)
+            st = reply_ok(op, rs[i], "MULTI");
+        if (st == ANYLOCK_OK)
+            st = reply_ok(op, rs[8], "EXEC");
+    }
+    const redisReply *x = st == ANYLOCK_OK ? rs[8] : NULL;
+    if (x && (x->type != REDIS_REPLY_ARRAY || x->elements != 7))
+        st = unexpected(op, c, "EXEC");
+    if (st == ANYLOCK_OK) {
+        memset(a, 0, sizeof *a);
+        a->hint_ms = -1;
+        const redisReply *r_set = x->element[0], *r_tok = x->element[1], *r_get = x->element[5],
+                         *r_ttl = x->element[6];
+        if (r_set->type == REDIS_REPLY_STATUS && r_tok->type == REDIS_REPLY_INTEGER) {
+            a->code = ACQ_TAKEN;
+            a->token = (uint64_t)r_tok->integer;
+            a->has_token = 1;
+        } else if (r_get->type == REDIS_REPLY_STRING && r_get->len == op->id_len &&
+                   !memcmp(r_get->str, op->id, op->id_len)) {
+            a->code = ACQ_MINE;
+        } else if (r_get->type == REDIS_REPLY_STRING && r_get->len > 0 && r_get->str[0] == '\001') {
+            *fallback = 1;
+        } else if (r_get->type == REDIS_REPLY_STRING) {
+            a->code = ACQ_BUSY;
+            show_value(a->holder, sizeof a->holder, r_get->str, r_get->len);
+            a->value_len = r_get->len < sizeof a->value ? r_get->len : sizeof a->value;
+            memcpy(a->value, r_get->str, a->value_len);
+            a->hint_ms = r_ttl->type == REDIS_REPLY_INTEGER ? (r_ttl->integer < -1 ? 0 : r_ttl->integer) : 0;
+        } else if (r_get->type == REDIS_REPLY_ERROR) {
+            /* Another type of key at the lock's name: held by someone. */
+            a->code = ACQ_BUSY;
+            snprintf(a->holder, sizeof a->holder, "a key that is not a string");
+            a->hint_ms = r_ttl->type == REDIS_REPLY_INTEGER ? r_ttl->integer : -1;
+        } else {
+            *fallback = 1; /* gone again since the SET: let the script look */
+        }
+    }
+    free_replies(rs, 9);
+    return st;
+}
+
 /* One run of the acquire script; *lost as script_run. */
 static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, int64_t deadline,
                                   int64_t register_ms, int registered, attempt *a, int *lost, int64_t *sent_at)
@@ -1246,6 +1354,7 @@ static anylock_status redis_acquire(anylock_op *op)
     int64_t lost_at = 0;    /* when the first such request was sent */
     int registered = 0;     /* as a waiting exclusive acquirer */
     int64_t outage_since = 0;
+    unsigned tries = 0;
     attempt a;
     memset(&a, 0, sizeof a);
     snprintf(a.holder, sizeof a.holder, "another owner");
@@ -1265,7 +1374,13 @@ static anylock_status redis_acquire(anylock_op *op)
                 int64_t left = anylock_op_ms_left(op);
                 reg = (left < s->block_max_ms ? left : s->block_max_ms) + WRITER_MARGIN_MS;
             }
-            st = try_acquire(op, s, c, k, deadline, reg, registered, &a, &lost, &sent_at);
+            /* The first try of a plain lock is a transaction of plain
+             * commands; later ones, and every other case, the script. */
+            int fallback = 1;
+            if (tries++ == 0 && op->mode == ANYLOCK_EXCLUSIVE && op->expires_ms > 0)
+                st = try_fast(op, s, c, k, deadline, &a, &lost, &sent_at, &fallback);
+            if (st == ANYLOCK_OK && fallback && !lost)
+                st = try_acquire(op, s, c, k, deadline, reg, registered, &a, &lost, &sent_at);
             if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg && a.value_len == sizeof marker_shared - 1 &&
                 !memcmp(a.value, marker_shared, a.value_len))
                 registered = 1;
