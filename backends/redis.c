@@ -215,14 +215,17 @@ static const char acquire_lua[] = LUA_COMMON
 /* KEYS: lock, signal, meta, holders.  ARGV: id, signal expiry ms.
  * 0: released; 1: not held by this id.  An exclusive release does exactly
  * what python-redis-lock's does (and drops the metadata). */
-static const char release_lua[] = LUA_COMMON
+static const char release_lua[] =
+    /* The exclusive case first, before the helpers are made: it is the
+     * common one, and every closure made costs. */
     "local v = redis.call('get', KEYS[1])\n"
     "if not v then return 1 end\n"
     "if v == ARGV[1] then\n"
-    "  signal(KEYS[2], ARGV[2])\n"
-    "  redis.call('del', KEYS[1], KEYS[3])\n"
+    "  redis.call('del', KEYS[1], KEYS[2], KEYS[3])\n"
+    "  redis.call('lpush', KEYS[2], 1)\n"
+    "  redis.call('pexpire', KEYS[2], ARGV[2])\n"
     "  return 0\n"
-    "end\n"
+    "end\n" LUA_COMMON
     "local k = kind(v)\n"
     "if not k then return 1 end\n"
     "redis.call('zremrangebyscore', KEYS[4], '-inf', '(' .. now_ms())\n"
