@@ -734,6 +734,18 @@ START_TEST(t_unix_socket)
     snprintf(extra, sizeof extra, "--unixsocket %s/redis.sock --unixsocketperm 700 --requirepass sockpw", dir);
     test_server own;
     ck_assert_int_eq(test_server_start(&own, "redis", extra), 0);
+    /* The harness waits for the TCP port; the server listens on its unix
+     * socket a moment later. */
+    char sock[300];
+    snprintf(sock, sizeof sock, "%s/redis.sock", dir);
+    for (double end = test_now() + 10;;) {
+        redisContext *u = redisConnectUnix(sock);
+        int ok = u && !u->err;
+        redisFree(u);
+        if (ok || test_now() > end)
+            break;
+        test_sleep(0.01);
+    }
     anylock_client *c = open_url("redis+unix://:sockpw@%s/redis.sock?db=2", dir);
     anylock_lock *l = new_lock(c, "over-unix", 30, -1);
     ck_status(anylock_acquire(l), ANYLOCK_OK);
