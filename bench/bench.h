@@ -102,7 +102,8 @@ typedef struct bench_result {
     /* hand-off: holder's release returning -> waiter's acquire returning */
     int handoffs;
     double handoff_hold_ms;
-    double handoff_us_p50, handoff_us_p99, handoff_us_max;
+    double handoff_us_p50, handoff_us_p99, handoff_us_max; /* from release's return */
+    double handoff_start_us_p50, handoff_start_us_p99;     /* from release's start */
 
     /* contended throughput and fairness */
     bench_contended contended[BENCH_MAX_NPROCS];
