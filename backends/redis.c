@@ -1120,7 +1120,7 @@ static uint64_t parse_u64(const char *s, size_t n)
 }
 
 /*
- * The first try of an exclusive acquire with an expiry, as one transaction
+ * A try of an exclusive acquire with an expiry, as one transaction
  * of plain commands (a Lua script costs the server several times more):
  *   MULTI; SET lock id NX PX ms; HINCRBY token n 1;
  *   HSET meta m:<id> <metadata>; PEXPIRE meta ms NX; PEXPIRE meta ms GT;
@@ -1260,6 +1260,9 @@ static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, cons
         if (e1 && e1->type == REDIS_REPLY_STRING) {
             a->token = parse_u64(e1->str, e1->len);
             a->has_token = 1;
+        } else if (e1 && e1->type == REDIS_REPLY_INTEGER) {
+            a->token = (uint64_t)e1->integer;
+            a->has_token = 1;
         }
     } else if ((a->code == ACQ_BUSY || a->code == ACQ_CONFLICT || a->code == ACQ_WRITER) && e1 &&
                e1->type == REDIS_REPLY_STRING) {
@@ -1357,7 +1360,6 @@ static anylock_status redis_acquire(anylock_op *op)
     int64_t lost_at = 0;    /* when the first such request was sent */
     int registered = 0;     /* as a waiting exclusive acquirer */
     int64_t outage_since = 0;
-    unsigned tries = 0;
     attempt a;
     memset(&a, 0, sizeof a);
     snprintf(a.holder, sizeof a.holder, "another owner");
@@ -1377,11 +1379,16 @@ static anylock_status redis_acquire(anylock_op *op)
                 int64_t left = anylock_op_ms_left(op);
                 reg = (left < s->block_max_ms ? left : s->block_max_ms) + WRITER_MARGIN_MS;
             }
-            /* The first try of a plain lock is a transaction of plain
-             * commands; later ones, and every other case, the script. */
+            /* A plain lock with an expiry is tried with a transaction of
+             * plain commands; the script decides every other case: modes,
+             * no expiry, a marker found, a registered writer, and the token
+             * of a lock adopted after a lost answer. */
             int fallback = 1;
-            if (tries++ == 0 && op->mode == ANYLOCK_EXCLUSIVE && op->expires_ms > 0)
+            if (op->mode == ANYLOCK_EXCLUSIVE && op->expires_ms > 0 && !registered) {
                 st = try_fast(op, s, c, k, deadline, &a, &lost, &sent_at, &fallback);
+                if (st == ANYLOCK_OK && a.code == ACQ_MINE && lost_once)
+                    fallback = 1;
+            }
             if (st == ANYLOCK_OK && fallback && !lost)
                 st = try_acquire(op, s, c, k, deadline, reg, registered, &a, &lost, &sent_at);
             if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg && a.value_len == sizeof marker_shared - 1 &&
