@@ -529,6 +529,27 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
     bench_samples_free(&s0);
     r->handoffs = (int)s.n;
     r->handoff_hold_ms = o->handoff_hold_ms;
+    /* The floor of a hand-off: one round trip after the same idle hold,
+     * when the store and this process wake from the sleep a hand-off
+     * starts with (on a busy or power-saving machine far slower than the
+     * back-to-back round trips of the uncontended floor). */
+    r->floor_idle_round_trip_us_p50 = NAN;
+    char ferr[256];
+    bench_floor *f = failed ? NULL : bench_floor_open(ctx->url, ferr, sizeof ferr);
+    if (f) {
+        bench_samples cold = {0};
+        int n = rounds < 50 ? rounds : 50;
+        for (int i = 0; i < n; i++) {
+            bench_sleep_ns((int64_t)(o->handoff_hold_ms * 1e6));
+            int64_t t0 = bench_now_ns();
+            if (bench_floor_round_trip(f, ferr, sizeof ferr) != 0)
+                break;
+            bench_samples_add(&cold, (double)(bench_now_ns() - t0) / 1e3);
+        }
+        r->floor_idle_round_trip_us_p50 = bench_samples_quantile(&cold, 0.50);
+        bench_samples_free(&cold);
+        bench_floor_close(f);
+    }
     r->handoff_us_p50 = bench_samples_quantile(&s, 0.50);
     r->handoff_us_p99 = bench_samples_quantile(&s, 0.99);
     r->handoff_us_max = bench_samples_quantile(&s, 1.0);
