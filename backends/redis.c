@@ -65,6 +65,10 @@
 /* A waiting exclusive acquirer's registration outlives its BLPOP by this
  * much, so that it stays registered between two of its waits. */
 #define WRITER_MARGIN_MS 500
+/* A lock handed to a queued waiter is its for this long, until the waiter
+ * claims it (extends it to its expiry): a waiter that died in the queue
+ * keeps the others out for no longer. */
+#define HANDOFF_CLAIM_MS 250
 /* A blocking acquire rides out a connection outage (a server restart) for
  * this long, or until its deadline if that comes first. */
 #define OUTAGE_MS 10000
@@ -108,28 +112,80 @@
     "  return 1\n"                                                                                                    \
     "end\n"
 
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+/* The waiters' queue: exclusive acquirers that wait, in order of arrival
+ * (queue: sorted set id -> arrival number; qinfo: hash id ->
+ * "<lapse ms>|<expiry ms>|<metadata>", the registration lapsing when the
+ * waiter stops renewing it).  Handing the lock to the first live waiter
+ * sets the lock key to its id for HANDOFF_CLAIM_MS and pushes its token on
+ * its own wake list (wakebase .. id), where it blocks; the waiter claims the
+ * lock by extending it to its own expiry.  A waiter that died while queued
+ * so holds the lock for the claim window only. */
+#define LUA_QUEUE                                                                                                     \
+    "local CLAIM_MS = " STR(HANDOFF_CLAIM_MS) "\n"                                                                   \
+    "local function qlapse(info)\n"                                                                                   \
+    "  return tonumber(string.sub(info, 1, string.find(info, '|', 1, true) - 1))\n"                                  \
+    "end\n"                                                                                                           \
+    /* ms until the first live waiter's registration lapses, or nil. */                                              \
+    "local function qhead(q, qi, now)\n"                                                                              \
+    "  while true do\n"                                                                                               \
+    "    local h = redis.call('zrange', q, 0, 0)\n"                                                                   \
+    "    if #h == 0 then return nil end\n"                                                                            \
+    "    local info = redis.call('hget', qi, h[1])\n"                                                                 \
+    "    if info and qlapse(info) >= now then return qlapse(info) - now end\n"                                       \
+    "    redis.call('zrem', q, h[1]) redis.call('hdel', qi, h[1])\n"                                                  \
+    "  end\n"                                                                                                         \
+    "end\n"                                                                                                           \
+    "local function handoff(lock, meta, q, qi, tok, wakebase, sigms)\n"                                               \
+    "  local now = now_ms()\n"                                                                                        \
+    "  while true do\n"                                                                                               \
+    "    local h = redis.call('zrange', q, 0, 0)\n"                                                                   \
+    "    if #h == 0 then return 0 end\n"                                                                              \
+    "    local w = h[1]\n"                                                                                            \
+    "    local info = redis.call('hget', qi, w)\n"                                                                    \
+    "    redis.call('zrem', q, w) redis.call('hdel', qi, w)\n"                                                        \
+    "    if info and qlapse(info) >= now then\n"                                                                      \
+    "      local i = string.find(info, '|', 1, true)\n"                                                               \
+    "      local j = string.find(info, '|', i + 1, true)\n"                                                           \
+    "      redis.call('set', lock, w, 'PX', CLAIM_MS)\n"                                                              \
+    "      local t = redis.call('hincrby', tok, 'n', 1)\n"                                                            \
+    "      redis.call('hset', meta, 'm:' .. w, string.sub(info, j + 1), 't:' .. w, t)\n"                              \
+    "      redis.call('pexpire', meta, CLAIM_MS)\n"                                                                   \
+    "      local wk = wakebase .. w\n"                                                                                \
+    "      redis.call('del', wk) redis.call('lpush', wk, t) redis.call('pexpire', wk, sigms)\n"                       \
+    "      return 1\n"                                                                                                \
+    "    end\n"                                                                                                       \
+    "  end\n"                                                                                                         \
+    "end\n"
+
 /*
- * KEYS: lock, signal, meta, holders, writers, token.
+ * KEYS: lock, signal, meta, holders, queue, qinfo, token, this waiter's
+ *       wake list.
  * ARGV: id, expiry ms (0: none), metadata, mode ('x', 's', 'n'), permits,
- *       writer registration ms (0: do not register), registered (0/1),
- *       signal expiry ms.
+ *       registration ms (0: do not queue), queued (0/1), signal expiry ms.
  * Replies: {0, token} taken; {1, holder value, ms until it may change
- * (-1: never)} busy; {2, token or nil} held by this id already; {3, holder
- * value} another mode; {4, holder value or "", ms} free for a shared
- * acquirer but for a waiting exclusive one.
+ * (-1: never)} busy; {2, token} held by this id already (handed to it, if
+ * it is queued); {3, holder value} another mode; {4, holder value or "",
+ * ms} free for a shared acquirer but for a waiting exclusive one.
  */
-static const char acquire_lua[] = LUA_COMMON
+static const char acquire_lua[] = LUA_COMMON LUA_QUEUE
     "local id, px, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]\n"
     "local function take_meta(t)\n"
     "  redis.call('hset', KEYS[3], 'm:' .. id, ARGV[3], 't:' .. id, t)\n"
+    "end\n"
+    "local function dequeue()\n"
+    "  if ARGV[7] == '1' then redis.call('zrem', KEYS[5], id) redis.call('hdel', KEYS[6], id) redis.call('del', KEYS[8]) end\n"
     "end\n"
     /* Held by this id already.  A holder taken by the transaction of
      * try_fast (which cannot store its token) gets a new token here, for
      * an acquire that adopts it: still higher than any before. */
     "local function mine()\n"
+    "  dequeue()\n"
     "  local t = redis.call('hget', KEYS[3], 't:' .. id)\n"
     "  if not t then\n"
-    "    t = redis.call('hincrby', KEYS[6], 'n', 1)\n"
+    "    t = redis.call('hincrby', KEYS[7], 'n', 1)\n"
     "    redis.call('hset', KEYS[3], 't:' .. id, t)\n"
     "  end\n"
     "  return {2, t}\n"
@@ -155,20 +211,21 @@ static const char acquire_lua[] = LUA_COMMON
     "    end\n"
     "  end\n"
     "  if ok then\n"
-    "    local t = redis.call('hincrby', KEYS[6], 'n', 1)\n"
+    "    local t = redis.call('hincrby', KEYS[7], 'n', 1)\n"
     "    take_meta(t)\n"
     "    if px > 0 then redis.call('pexpire', KEYS[3], px) else redis.call('pexpire', KEYS[3], FOREVER_MS) end\n"
-    "    if ARGV[7] == '1' then redis.call('zrem', KEYS[5], id) end\n"
+    "    dequeue()\n"
     "    return {0, t}\n"
     "  end\n"
-    /* Register as a waiting writer where shared acquirers could
-     * otherwise keep it out for ever: while shared holders hold it. */
     "  local reg = tonumber(ARGV[6])\n"
-    "  if reg > 0 and v == SH then\n"
+    "  if reg > 0 then\n"
     "    local now = now_ms()\n"
-    "    redis.call('zremrangebyscore', KEYS[5], '-inf', '(' .. now)\n"
-    "    redis.call('zadd', KEYS[5], now + reg, id)\n"
+    "    if not redis.call('zscore', KEYS[5], id) then\n"
+    "      redis.call('zadd', KEYS[5], redis.call('hincrby', KEYS[7], 'q', 1), id)\n"
+    "    end\n"
+    "    redis.call('hset', KEYS[6], id, (now + reg) .. '|' .. px .. '|' .. ARGV[3])\n"
     "    if redis.call('pttl', KEYS[5]) < reg then redis.call('pexpire', KEYS[5], reg) end\n"
+    "    if redis.call('pttl', KEYS[6]) < reg then redis.call('pexpire', KEYS[6], reg) end\n"
     "  end\n"
     "  return {1, v, redis.call('pttl', KEYS[1])}\n"
     "end\n"
@@ -190,12 +247,11 @@ static const char acquire_lua[] = LUA_COMMON
     /* The marker is the authority: without it, no holder is left. */
     "if not v then redis.call('del', KEYS[3], KEYS[4]) end\n"
     "if mode == 's' then\n"
-    "  redis.call('zremrangebyscore', KEYS[5], '-inf', '(' .. now)\n"
-    "  local w = redis.call('zrange', KEYS[5], 0, 0, 'WITHSCORES')\n"
-    "  if #w > 0 then\n"
+    "  local w = qhead(KEYS[5], KEYS[6], now)\n"
+    "  if w then\n"
     /*   Yield to the waiting writer, and pass on a wake-up it may need. */
     "    if not v then signal(KEYS[2], ARGV[8]) end\n"
-    "    return {4, v or '', tonumber(w[2]) - now}\n"
+    "    return {4, v or '', w}\n"
     "  end\n"
     "elseif v and redis.call('zcard', KEYS[4]) >= tonumber(ARGV[5]) then\n"
     "  local first = redis.call('zrange', KEYS[4], 0, 0, 'WITHSCORES')\n"
@@ -205,33 +261,37 @@ static const char acquire_lua[] = LUA_COMMON
     "end\n"
     "if px > 0 then redis.call('zadd', KEYS[4], now + px, id) else redis.call('zadd', KEYS[4], 'inf', id) end\n"
     "if mode == 's' then redis.call('set', KEYS[1], SH) else redis.call('set', KEYS[1], SEM .. ARGV[5]) end\n"
-    "local t = redis.call('hincrby', KEYS[6], 'n', 1)\n"
+    "local t = redis.call('hincrby', KEYS[7], 'n', 1)\n"
     "take_meta(t)\n"
     "sync(KEYS[1], KEYS[4], KEYS[3])\n"
     /* Room for more: wake the next waiter too. */
     "if mode == 's' or redis.call('zcard', KEYS[4]) < tonumber(ARGV[5]) then signal(KEYS[2], ARGV[8]) end\n"
     "return {0, t}\n";
 
-/* KEYS: lock, signal, meta, holders.  ARGV: id, signal expiry ms.
- * 0: released; 1: not held by this id.  An exclusive release does exactly
- * what python-redis-lock's does (and drops the metadata). */
+/* KEYS: lock, signal, meta, holders, queue, qinfo, token.  ARGV: id,
+ * signal expiry ms, wake list prefix.  0: released; 1: not held by this id.
+ * An exclusive release hands the lock to the first live queued waiter, or
+ * else does exactly what python-redis-lock's does (and drops the
+ * metadata). */
 static const char release_lua[] =
-    /* The exclusive case first, before the helpers are made: it is the
-     * common one, and every closure made costs. */
     "local v = redis.call('get', KEYS[1])\n"
-    "if not v then return 1 end\n"
+    "if not v then return 1 end\n" LUA_COMMON LUA_QUEUE
     "if v == ARGV[1] then\n"
-    "  redis.call('del', KEYS[1], KEYS[2], KEYS[3])\n"
-    "  redis.call('lpush', KEYS[2], 1)\n"
-    "  redis.call('pexpire', KEYS[2], ARGV[2])\n"
+    "  redis.call('del', KEYS[1], KEYS[3])\n"
+    "  if redis.call('exists', KEYS[5]) == 1 and\n"
+    "     handoff(KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7], ARGV[3], ARGV[2]) == 1 then return 0 end\n"
+    "  signal(KEYS[2], ARGV[2])\n"
     "  return 0\n"
-    "end\n" LUA_COMMON
+    "end\n"
     "local k = kind(v)\n"
     "if not k then return 1 end\n"
     "redis.call('zremrangebyscore', KEYS[4], '-inf', '(' .. now_ms())\n"
     "if redis.call('zrem', KEYS[4], ARGV[1]) == 0 then return 1 end\n"
     "redis.call('hdel', KEYS[3], 'm:' .. ARGV[1], 't:' .. ARGV[1])\n"
-    "if sync(KEYS[1], KEYS[4], KEYS[3]) == 0 or k == 'n' then signal(KEYS[2], ARGV[2]) end\n"
+    "if sync(KEYS[1], KEYS[4], KEYS[3]) == 0 then\n"
+    /* The last shared holder: the first waiting writer gets the lock. */
+    "  if handoff(KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7], ARGV[3], ARGV[2]) == 0 then signal(KEYS[2], ARGV[2]) end\n"
+    "elseif k == 'n' then signal(KEYS[2], ARGV[2]) end\n"
     "return 0\n";
 
 /* KEYS: lock, meta, holders.  ARGV: id, expiry ms.  0: extended; 1: not
@@ -286,13 +346,17 @@ static const char inspect_lua[] = LUA_COMMON
     "end\n"
     "return out\n";
 
-/* KEYS: writers, lock, signal.  ARGV: id, signal expiry ms.  A waiting
- * exclusive acquirer that gave up: shared acquirers it held back may go. */
-static const char unwait_lua[] = LUA_COMMON
-    "if redis.call('zrem', KEYS[1], ARGV[1]) == 1 then\n"
-    "  local v = redis.call('get', KEYS[2])\n"
-    "  if not v or v == SH then signal(KEYS[3], ARGV[2]) end\n"
-    "end\n"
+/* KEYS: queue, qinfo, lock, signal, meta, token, this waiter's wake list.
+ * ARGV: id, signal expiry ms, wake list prefix.  A queued waiter that gave
+ * up leaves the queue; a lock handed to it meanwhile goes to the next
+ * waiter (or is freed), and shared acquirers it held back may go. */
+static const char unwait_lua[] = LUA_COMMON LUA_QUEUE
+    "redis.call('zrem', KEYS[1], ARGV[1]) redis.call('hdel', KEYS[2], ARGV[1]) redis.call('del', KEYS[7])\n"
+    "local v = redis.call('get', KEYS[3])\n"
+    "if v == ARGV[1] then\n"
+    "  redis.call('del', KEYS[3], KEYS[5])\n"
+    "  if handoff(KEYS[3], KEYS[5], KEYS[1], KEYS[2], KEYS[6], ARGV[3], ARGV[2]) == 0 then signal(KEYS[4], ARGV[2]) end\n"
+    "elseif not v or v == SH then signal(KEYS[4], ARGV[2]) end\n"
     "return 0\n";
 
 enum { SCRIPT_ACQUIRE, SCRIPT_RELEASE, SCRIPT_EXTEND, SCRIPT_RESET, SCRIPT_INSPECT, SCRIPT_UNWAIT, NSCRIPTS };
@@ -339,12 +403,13 @@ typedef struct rconn {
     int broken;             /* the stream is unusable: close it */
 } rconn;
 
-enum { K_LOCK, K_SIGNAL, K_META, K_HOLDERS, K_WRITERS, K_TOKEN, NKEYS };
+/* K_WAKE is not a key but the prefix of the waiters' wake lists (+ id). */
+enum { K_LOCK, K_SIGNAL, K_META, K_HOLDERS, K_QUEUE, K_QINFO, K_WAKE, K_TOKEN, NKEYS };
 
 /* A lock's key names; a lock handle keeps them in its per-lock state so
  * that no call formats them again. */
 typedef struct rkeys {
-    char *buf; /* signal, meta, holders and writers keys; NULL: not made yet */
+    char *buf; /* the keys from K_SIGNAL to K_WAKE; NULL: not made yet */
     const char *k[NKEYS];
     size_t len[NKEYS];
 } rkeys;
@@ -905,7 +970,8 @@ static size_t base_len(const anylock_op *op)
     return p && op->prefix[p - 1] == ':' ? p - 1 : p;
 }
 
-static const char *const key_mid[NKEYS] = {NULL, "-signal:", "-meta:", "-holders:", "-writers:", NULL};
+static const char *const key_mid[NKEYS] = {NULL, "-signal:", "-meta:", "-holders:", "-queue:", "-qinfo:", "-wake:",
+                                           NULL};
 
 /* Makes the key names of the lock key (prefix + name) given. */
 static anylock_status keys_make(anylock_op *op, const redis_state *s, const char *key, size_t key_len, rkeys *k)
@@ -913,19 +979,21 @@ static anylock_status keys_make(anylock_op *op, const redis_state *s, const char
     size_t b = base_len(op), name_len = key_len - op->prefix_len;
     const char *name = key + op->prefix_len;
     size_t total = 0;
-    for (int i = K_SIGNAL; i <= K_WRITERS; i++)
-        total += b + strlen(key_mid[i]) + name_len + 1;
+    for (int i = K_SIGNAL; i <= K_WAKE; i++)
+        total += b + strlen(key_mid[i]) + name_len + 2;
     k->buf = malloc(total);
     if (!k->buf)
         return anylock_op_error(op, ANYLOCK_NOMEM, "redis: out of memory");
     char *p = k->buf;
-    for (int i = K_SIGNAL; i <= K_WRITERS; i++) {
+    for (int i = K_SIGNAL; i <= K_WAKE; i++) {
         size_t m = strlen(key_mid[i]);
         k->k[i] = p;
         memcpy(p, op->prefix, b);
         memcpy(p + b, key_mid[i], m);
         memcpy(p + b + m, name, name_len);
         k->len[i] = b + m + name_len;
+        if (i == K_WAKE)
+            p[k->len[i]++] = ':';
         p[k->len[i]] = '\0';
         p += k->len[i] + 1;
     }
@@ -1217,19 +1285,39 @@ static anylock_status try_fast(anylock_op *op, redis_state *s, rconn *c, const r
     return st;
 }
 
+/* This waiter's wake list: the lock's wake prefix and the id. */
+typedef struct wakekey {
+    char buf[ANYLOCK_PREFIX_MAX + ANYLOCK_NAME_MAX + ANYLOCK_ID_MAX + 16];
+    rarg arg;
+} wakekey;
+
+static int wake_make(const anylock_op *op, const rkeys *k, wakekey *w)
+{
+    if (k->len[K_WAKE] + op->id_len > sizeof w->buf)
+        return -1;
+    memcpy(w->buf, k->k[K_WAKE], k->len[K_WAKE]);
+    memcpy(w->buf + k->len[K_WAKE], op->id, op->id_len);
+    w->arg.p = w->buf;
+    w->arg.n = k->len[K_WAKE] + op->id_len;
+    return 0;
+}
+
 /* One run of the acquire script; *lost as script_run. */
-static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, int64_t deadline,
-                                  int64_t register_ms, int registered, attempt *a, int *lost, int64_t *sent_at)
+static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, const wakekey *wk,
+                                  int64_t deadline, int64_t register_ms, int registered, attempt *a, int *lost,
+                                  int64_t *sent_at)
 {
     char px[24], permits[24], reg[24];
     const char *mode = op->mode == ANYLOCK_SHARED ? "s" : op->mode == ANYLOCK_SEMAPHORE ? "n" : "x";
-    rarg args[14] = {
+    rarg args[16] = {
         key_arg(k, K_LOCK),
         key_arg(k, K_SIGNAL),
         key_arg(k, K_META),
         key_arg(k, K_HOLDERS),
-        key_arg(k, K_WRITERS),
+        key_arg(k, K_QUEUE),
+        key_arg(k, K_QINFO),
         key_arg(k, K_TOKEN),
+        wk->arg,
         {op->id, op->id_len},
         arg_num(px, op->expires_ms),
         {op->meta ? op->meta : "", op->meta ? op->meta_len : 0},
@@ -1241,7 +1329,7 @@ static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, cons
     };
     redisReply *r;
     *sent_at = anylock_now_ns();
-    anylock_status st = script_run(op, s, c, SCRIPT_ACQUIRE, 6, args, 14, deadline, &r, lost);
+    anylock_status st = script_run(op, s, c, SCRIPT_ACQUIRE, 8, args, 16, deadline, &r, lost);
     if (st != ANYLOCK_OK)
         return st;
     memset(a, 0, sizeof *a);
@@ -1294,49 +1382,78 @@ static anylock_status conflict(anylock_op *op, const attempt *a)
                             sem ? "a semaphore" : "a lock, not a semaphore");
 }
 
-/* Blocks in BLPOP on the signal key for wait_ms (>= 1).  The popped value
- * does not matter: the caller tries again either way. */
-static anylock_status wait_signal(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, int64_t wait_ms)
+/* Blocks in BLPOP on the signal key (and, for a queued waiter, its own
+ * wake list) for wait_ms (>= 1).  A value popped from the signal does not
+ * matter: the caller tries again either way.  One popped from the wake
+ * list is the token of the lock a release handed to this waiter:
+ * *handed = 1. */
+static anylock_status wait_signal(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, const wakekey *wk,
+                                  int64_t wait_ms, int *handed, uint64_t *token)
 {
+    *handed = 0;
     int64_t deadline = io_deadline(op, s, wait_ms);
     if (!deadline)
         return no_time(op, c, "BLPOP");
     char secs[32];
     snprintf(secs, sizeof secs, "%lld.%03lld", (long long)(wait_ms / 1000), (long long)(wait_ms % 1000));
-    rarg args[3] = {arg_str("BLPOP"), key_arg(k, K_SIGNAL), arg_str(secs)};
+    rarg args[4] = {arg_str("BLPOP"), key_arg(k, K_SIGNAL), wk ? wk->arg : key_arg(k, K_SIGNAL), arg_str(secs)};
+    if (!wk)
+        args[2] = args[3];
     cmdbuf b;
     cmd_init(&b);
-    cmd_add(&b, 3, args);
+    cmd_add(&b, wk ? 4 : 3, args);
     redisReply *r;
     anylock_status st = conn_roundtrip(op, c, &b, 1, &r, deadline, "BLPOP");
     cmd_free(&b);
     if (st == ANYLOCK_OK && (st = reply_ok(op, r, "BLPOP")) == ANYLOCK_OK && r->type != REDIS_REPLY_NIL &&
-        r->type != REDIS_REPLY_ARRAY)
+        (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+         r->element[1]->type != REDIS_REPLY_STRING))
         st = unexpected(op, c, "BLPOP");
+    if (st == ANYLOCK_OK && wk && r->type == REDIS_REPLY_ARRAY && r->element[0]->len == wk->arg.n &&
+        !memcmp(r->element[0]->str, wk->arg.p, wk->arg.n)) {
+        *handed = 1;
+        *token = parse_u64(r->element[1]->str, r->element[1]->len);
+    }
     if (r)
         freeReplyObject(r);
     return st;
 }
 
-/* A waiting exclusive acquirer that gives up takes its registration back
- * without waiting for the answer: the request is written and the
- * connection closed (the server runs what it received). */
-static void unwait(anylock_op *op, redis_state *s, rconn *c, const rkeys *k)
+/* A queued waiter that gives up leaves the queue without waiting for the
+ * answer: the request is written and the connection closed (the server
+ * runs what it received).  A lock handed to it meanwhile goes on to the
+ * next waiter.  0 when the request could not be written. */
+static int unwait(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, const wakekey *wk)
 {
-    if (!c || c->broken)
-        return;
-    rarg argv[8] = {arg_str("EVALSHA"),    {s->sha[SCRIPT_UNWAIT], 40}, arg_str("3"), key_arg(k, K_WRITERS),
-                    key_arg(k, K_LOCK),    key_arg(k, K_SIGNAL),        {op->id, op->id_len},
-                    arg_str(s->signal_expire)};
-    cmdbuf b;
-    cmd_init(&b);
-    cmd_add(&b, 8, argv);
     char keep[ANYLOCK_ERRMSG_MAX];
     memcpy(keep, op->errbuf, sizeof keep);
-    conn_send(op, c, &b, anylock_now_ns() + 100 * 1000000LL, "the unwait script");
+    int fresh = 0;
+    if (!c || c->broken) {
+        /* A connection of its own, opened in at most 200 ms. */
+        void *nc = NULL;
+        if (anylock_pool_get(s->pool, op, anylock_now_ns() + 200 * 1000000LL, &nc) != ANYLOCK_OK)
+            nc = NULL;
+        c = nc;
+        fresh = 1;
+    }
+    int sent = 0;
+    if (c) {
+        rarg argv[13] = {arg_str("EVALSHA"),     {s->sha[SCRIPT_UNWAIT], 40}, arg_str("7"),
+                         key_arg(k, K_QUEUE),    key_arg(k, K_QINFO),         key_arg(k, K_LOCK),
+                         key_arg(k, K_SIGNAL),   key_arg(k, K_META),          key_arg(k, K_TOKEN),
+                         wk->arg,                {op->id, op->id_len},        {s->signal_expire, s->signal_expire_len},
+                         key_arg(k, K_WAKE)};
+        cmdbuf b;
+        cmd_init(&b);
+        cmd_add(&b, 13, argv);
+        sent = conn_send(op, c, &b, anylock_now_ns() + 200 * 1000000LL, "the unwait script") == ANYLOCK_OK;
+        cmd_free(&b);
+        c->broken = 1;
+        if (fresh)
+            conn_put(s, c);
+    }
     memcpy(op->errbuf, keep, sizeof keep);
-    cmd_free(&b);
-    c->broken = 1;
+    return sent;
 }
 
 static void nap_ms(int64_t ms)
@@ -1344,6 +1461,30 @@ static void nap_ms(int64_t ms)
     struct timespec ts = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
     }
+}
+
+/* Claims a lock a release handed to this waiter (its id in the lock key
+ * for HANDOFF_CLAIM_MS) by extending it to op->expires_ms: *held = 1 and
+ * *sent_at the lease's start, or *held = 0 when the claim window passed. */
+static anylock_status claim(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, int64_t deadline, int *held,
+                            int64_t *sent_at, int *lost)
+{
+    char ms[24];
+    rarg args[5] = {key_arg(k, K_LOCK), key_arg(k, K_META), key_arg(k, K_HOLDERS), {op->id, op->id_len},
+                    arg_num(ms, op->expires_ms)};
+    redisReply *r;
+    *held = 0;
+    *sent_at = anylock_now_ns();
+    anylock_status st = script_run(op, s, c, SCRIPT_EXTEND, 3, args, 5, deadline, &r, lost);
+    if (st != ANYLOCK_OK)
+        return st;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        freeReplyObject(r);
+        return unexpected(op, c, "the extend script");
+    }
+    *held = r->integer == 0;
+    freeReplyObject(r);
+    return ANYLOCK_OK;
 }
 
 static anylock_status redis_acquire(anylock_op *op)
@@ -1354,11 +1495,16 @@ static anylock_status redis_acquire(anylock_op *op)
     anylock_status st = keys_of(op, &tmp, &k);
     if (st != ANYLOCK_OK)
         return st;
+    wakekey wk;
+    if (wake_make(op, k, &wk)) {
+        if (k == &tmp)
+            free(tmp.buf);
+        return anylock_op_error(op, ANYLOCK_INTERNAL, "redis: the wake list's name is too long");
+    }
     rconn *c = NULL;
     int blocking = op->deadline != 0;
     int lost_once = 0;      /* a request was sent and its answer lost: it may have taken the lock */
-    int64_t lost_at = 0;    /* when the first such request was sent */
-    int registered = 0;     /* as a waiting exclusive acquirer */
+    int queued = 0;         /* in the waiters' queue: a release may hand it the lock */
     int64_t outage_since = 0;
     attempt a;
     memset(&a, 0, sizeof a);
@@ -1374,47 +1520,64 @@ static anylock_status redis_acquire(anylock_op *op)
         int lost = 0;
         int64_t sent_at = 0;
         if (st == ANYLOCK_OK) {
+            /* A blocking exclusive acquire that finds the lock taken joins
+             * the queue, renewing its place at each try. */
             int64_t reg = 0;
-            if (blocking && op->mode == ANYLOCK_EXCLUSIVE) {
+            if (blocking && op->mode == ANYLOCK_EXCLUSIVE && op->expires_ms > 0) {
                 int64_t left = anylock_op_ms_left(op);
                 reg = (left < s->block_max_ms ? left : s->block_max_ms) + WRITER_MARGIN_MS;
             }
             /* A plain lock with an expiry is tried with a transaction of
              * plain commands; the script decides every other case: modes,
-             * no expiry, a marker found, a registered writer, and the token
-             * of a lock adopted after a lost answer. */
+             * no expiry, a marker found, a queued waiter, and the token of
+             * a lock adopted after a lost answer. */
             int fallback = 1;
-            if (op->mode == ANYLOCK_EXCLUSIVE && op->expires_ms > 0 && !registered) {
+            if (op->mode == ANYLOCK_EXCLUSIVE && op->expires_ms > 0 && !queued) {
                 st = try_fast(op, s, c, k, deadline, &a, &lost, &sent_at, &fallback);
                 if (st == ANYLOCK_OK && a.code == ACQ_MINE && lost_once)
                     fallback = 1;
+                /* Found taken: the script tries again at once and queues. */
+                if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg)
+                    fallback = 1;
             }
             if (st == ANYLOCK_OK && fallback && !lost)
-                st = try_acquire(op, s, c, k, deadline, reg, registered, &a, &lost, &sent_at);
-            if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg && a.value_len == sizeof marker_shared - 1 &&
-                !memcmp(a.value, marker_shared, a.value_len))
-                registered = 1;
+                st = try_acquire(op, s, c, k, &wk, deadline, reg, queued, &a, &lost, &sent_at);
+            if (st == ANYLOCK_OK && a.code == ACQ_BUSY && reg)
+                queued = 1;
         }
-        if (lost && !lost_once) {
+        if (lost)
             lost_once = 1;
-            lost_at = sent_at;
-        }
         if (st == ANYLOCK_OK) {
             outage_since = 0;
             if (a.code == ACQ_TAKEN) {
                 op->token = a.token;
                 op->granted_at = sent_at;
-                registered = 0; /* the script took the registration back */
+                queued = 0; /* the script took us out of the queue */
                 break;
             }
-            if (a.code == ACQ_MINE) {
-                if (lost_once) {
-                    /* Our earlier request reached the server although its
-                     * answer was lost: the lock is ours since then. */
+            if (a.code == ACQ_MINE && (queued || lost_once)) {
+                /* A release handed the lock to us while we were between two
+                 * waits, or our request whose answer was lost took it:
+                 * claim it (extend it to our expiry, from now). */
+                int held = 0;
+                queued = 0;
+                st = claim(op, s, c, k, deadline, &held, &sent_at, &lost);
+                if (lost)
+                    lost_once = 1;
+                if (st == ANYLOCK_OK && held) {
                     op->token = a.has_token ? a.token : 0;
-                    op->granted_at = lost_at;
+                    op->granted_at = sent_at;
                     break;
                 }
+                if (st == ANYLOCK_OK)
+                    continue; /* the claim window passed: queue again */
+                if (st != ANYLOCK_IO && st != ANYLOCK_CONNECT)
+                    break;
+                conn_put(s, c);
+                c = NULL;
+                continue;
+            }
+            if (a.code == ACQ_MINE) {
                 st = anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
                                       op->name);
                 break;
@@ -1437,13 +1600,37 @@ static anylock_status redis_acquire(anylock_op *op)
                 wait = left - BLPOP_LATE_MS;
             if (wait < 1)
                 wait = 1;
-            st = wait_signal(op, s, c, k, wait);
+            int handed = 0;
+            uint64_t token = 0;
+            st = wait_signal(op, s, c, k, queued ? &wk : NULL, wait, &handed, &token);
+            if (st == ANYLOCK_OK && handed) {
+                /* A release handed us the lock: claim it. */
+                int held = 0;
+                queued = 0;
+                st = claim(op, s, c, k, io_deadline(op, s, 0) ? io_deadline(op, s, 0) : anylock_now_ns(), &held,
+                           &sent_at, &lost);
+                if (lost)
+                    lost_once = 1;
+                if (st == ANYLOCK_OK && held) {
+                    op->token = token;
+                    op->granted_at = sent_at;
+                    break;
+                }
+                if (st == ANYLOCK_OK)
+                    continue; /* the claim window passed: queue again */
+                if (st != ANYLOCK_IO && st != ANYLOCK_CONNECT)
+                    break;
+                conn_put(s, c);
+                c = NULL;
+                continue;
+            }
             if (st == ANYLOCK_OK)
                 continue;
             if (st != ANYLOCK_IO && st != ANYLOCK_CONNECT)
                 break;
             /* A BLPOP cut short by the deadline or a lost connection: look
-             * again on a new connection. */
+             * again on a new connection (a token it may have popped is
+             * found again as our id in the lock key). */
             conn_put(s, c);
             c = NULL;
             continue;
@@ -1464,8 +1651,14 @@ static anylock_status redis_acquire(anylock_op *op)
             break;
         nap_ms(left < OUTAGE_RETRY_MS ? left : OUTAGE_RETRY_MS);
     }
-    if (st != ANYLOCK_OK && registered)
-        unwait(op, s, c, k);
+    if (st != ANYLOCK_OK && queued && !unwait(op, s, c, k, &wk)) {
+        /* A release may have handed us the lock, and we could not say we
+         * gave up. */
+        char what[160];
+        snprintf(what, sizeof what, "lock \"%.64s\": a release may have handed it to this waiter as it gave up",
+                 op->name);
+        st = rewrap(op, ANYLOCK_OUTCOME_UNKNOWN, what);
+    }
     if (st != ANYLOCK_OK && lost_once) {
         char what[160];
         snprintf(what, sizeof what, "lock \"%.64s\": a request that takes it was sent but its answer was lost, "
@@ -1488,10 +1681,11 @@ static anylock_status redis_release(anylock_op *op)
     anylock_status st = keys_of(op, &tmp, &k);
     if (st != ANYLOCK_OK)
         return st;
-    rarg args[6] = {key_arg(k, K_LOCK), key_arg(k, K_SIGNAL), key_arg(k, K_META), key_arg(k, K_HOLDERS),
-                    {op->id, op->id_len}, arg_str(s->signal_expire)};
+    rarg args[10] = {key_arg(k, K_LOCK),  key_arg(k, K_SIGNAL), key_arg(k, K_META),  key_arg(k, K_HOLDERS),
+                     key_arg(k, K_QUEUE), key_arg(k, K_QINFO),  key_arg(k, K_TOKEN), {op->id, op->id_len},
+                     {s->signal_expire, s->signal_expire_len}, key_arg(k, K_WAKE)};
     long long res = -1;
-    st = script_int(op, s, SCRIPT_RELEASE, 4, args, 6, &res, NULL);
+    st = script_int(op, s, SCRIPT_RELEASE, 7, args, 10, &res, NULL);
     if (st == ANYLOCK_OK && res == 1)
         st = anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held by this owner (expired, reset or "
                               "taken by another)", op->name);

@@ -1274,6 +1274,75 @@ START_TEST(t_dead_writer_lapses)
 }
 END_TEST
 
+/* ---- the waiters' queue ------------------------------------------------- */
+
+/* Waiting acquirers are served in order, and a releaser that comes straight
+ * back does not barge in ahead of them. */
+START_TEST(t_queue_order)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s?block_max=30&prefix=q1:", srv.url);
+    anylock_client *c = open_url("%s", url);
+    anylock_lock *h = new_lock(c, "fifo", 30, -1);
+    ck_status(anylock_acquire(h), ANYLOCK_OK);
+    waiter w1 = {.url = url, .name = "fifo", .timeout = 20}, w2 = {.url = url, .name = "fifo", .timeout = 20};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, wait_thread, &w1);
+    wait_blocked(srv.port, 1);
+    pthread_create(&t2, NULL, wait_thread, &w2);
+    wait_blocked(srv.port, 2);
+    ck_status(anylock_release(h), ANYLOCK_OK);
+    /* Handed to the first waiter, not free for the releaser. */
+    ck_status(anylock_try_acquire(h), ANYLOCK_BUSY);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    ck_assert_msg(w1.status == ANYLOCK_OK && w2.status == ANYLOCK_OK, "waiters: %s, %s (%s)",
+                  anylock_status_name(w1.status), anylock_status_name(w2.status), w2.errmsg);
+    ck_assert_msg(w1.done_at < w2.done_at, "the second waiter was served first");
+    ck_status(anylock_try_acquire(h), ANYLOCK_OK);
+    ck_status(anylock_release(h), ANYLOCK_OK);
+    anylock_lock_free(h);
+    anylock_close(c);
+}
+END_TEST
+
+/* A waiter that died in the queue holds a lock handed to it for the claim
+ * window only, not for its expiry. */
+START_TEST(t_queue_dead_waiter)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s?prefix=q2:", srv.url);
+    anylock_client *c = open_url("%s", url);
+    anylock_lock *h = new_lock(c, "dead", 30, -1);
+    ck_status(anylock_acquire(h), ANYLOCK_OK);
+    pid_t child = fork();
+    if (child == 0) {
+        anylock_client *wc = NULL;
+        anylock_lock *wl = NULL;
+        if (anylock_open(url, &wc) || anylock_lock_new(wc, "dead", &wl) || anylock_lock_set_expires(wl, 30) ||
+            anylock_lock_set_timeout(wl, 30))
+            _exit(1);
+        anylock_acquire(wl);
+        _exit(2);
+    }
+    wait_blocked(srv.port, 1);
+    waiter w = {.url = url, .name = "dead", .timeout = 20};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_thread, &w);
+    wait_blocked(srv.port, 2);
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    double t0 = test_now();
+    ck_status(anylock_release(h), ANYLOCK_OK);
+    pthread_join(t, NULL);
+    ck_assert_msg(w.status == ANYLOCK_OK, "waiter: %s (%s)", anylock_status_name(w.status), w.errmsg);
+    /* The claim window (0.25 s), then the next waiter's BLPOP bound (2 s). */
+    ck_assert_msg(w.done_at - t0 < 5, "a dead waiter kept the lock %.2f s", w.done_at - t0);
+    anylock_lock_free(h);
+    anylock_close(c);
+}
+END_TEST
+
 static Suite *redis_suite(void)
 {
     Suite *s = suite_create("redis");
@@ -1305,6 +1374,8 @@ static Suite *redis_suite(void)
         {"interop_owner_is_the_id", t_interop_owner_is_the_id},
         {"interop_modes", t_interop_modes},
         {"dead_writer_lapses", t_dead_writer_lapses},
+        {"queue_order", t_queue_order},
+        {"queue_dead_waiter", t_queue_dead_waiter},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         TCase *tc = tcase_create(tests[i].name);
