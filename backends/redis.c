@@ -14,8 +14,11 @@
  *                              the lock
  *   base + "-holders:" + name  sorted set of shared or semaphore holders,
  *                              scored by their expiry (server ms, or +inf)
- *   base + "-writers:" + name  sorted set of waiting exclusive acquirers,
- *                              scored by when their registration lapses
+ *   base + "-queue:" + name    sorted set: waiting exclusive acquirers in
+ *                              order of arrival
+ *   base + "-qinfo:" + name    hash: each queued waiter's registration
+ *                              ("<lapse ms>|<expiry ms>|<metadata>")
+ *   base + "-wake:" + name + ":" + id   a queued waiter's wake list
  *   base + "-token"            hash, field "n": the fencing-token counter,
  *                              one per prefix
  * While a name is held shared or as a semaphore, its lock key holds a marker
@@ -23,11 +26,16 @@
  * can equal, so python's SET NX fails and its waiter blocks on the same
  * signal list.
  *
- * Every operation is one Lua script run with EVALSHA (reloaded on
- * NOSCRIPT): acquire takes the lock, advances the token and stores the
- * metadata atomically, or answers who holds it and for how long, in one
- * round trip.  A waiter blocks in BLPOP for at most min(time left, the
- * holder's PTTL + a margin, a ceiling), so a crashed holder never strands it.
+ * A plain lock with an expiry is tried with one MULTI/EXEC of plain
+ * commands (SET NX PX, the token, the metadata, GET and PTTL); everything
+ * else is one Lua script run with EVALSHA (reloaded on NOSCRIPT).  A
+ * blocking exclusive acquire that finds the lock taken joins the queue, and
+ * a release hands the lock to the first live waiter (its id in the lock key
+ * for a short claim window, its token on its wake list), so that waiters
+ * are served in order; with nobody queued a release frees the lock and
+ * pushes the signal, as python-redis-lock's does.  A waiter blocks in BLPOP
+ * for at most min(time left, the holder's PTTL + a margin, a ceiling), so a
+ * crashed holder never strands it.
  *
  * I/O is done here, not by hiredis's blocking calls: a request is written
  * with send() and its reply read with recv() under a socket timeout that is
