@@ -1430,7 +1430,8 @@ static anylock_status wait_signal(anylock_op *op, redis_state *s, rconn *c, cons
 /* A queued waiter that gives up leaves the queue without waiting for the
  * answer: the request is written and the connection closed (the server
  * runs what it received).  A lock handed to it meanwhile goes on to the
- * next waiter.  0 when the request could not be written. */
+ * next waiter at once (not at the end of the claim window).  0 when the
+ * request could not be written. */
 static int unwait(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, const wakekey *wk)
 {
     char keep[ANYLOCK_ERRMSG_MAX];
@@ -1520,7 +1521,10 @@ static anylock_status redis_acquire(anylock_op *op)
     for (;;) {
         int64_t deadline = io_deadline(op, s, 0);
         if (!deadline) {
-            st = anylock_op_error(op, ANYLOCK_TIMEOUT, "lock \"%.64s\": timed out; held by %s", op->name, a.holder);
+            /* During an outage the answer is the connection's error. */
+            if (!outage_since)
+                st = anylock_op_error(op, ANYLOCK_TIMEOUT, "lock \"%.64s\": timed out; held by %s", op->name,
+                                      a.holder);
             break;
         }
         if (!c && (st = conn_get(op, s, deadline, &c)) != ANYLOCK_OK)
@@ -1659,14 +1663,10 @@ static anylock_status redis_acquire(anylock_op *op)
             break;
         nap_ms(left < OUTAGE_RETRY_MS ? left : OUTAGE_RETRY_MS);
     }
-    if (st != ANYLOCK_OK && queued && !unwait(op, s, c, k, &wk)) {
-        /* A release may have handed us the lock, and we could not say we
-         * gave up. */
-        char what[160];
-        snprintf(what, sizeof what, "lock \"%.64s\": a release may have handed it to this waiter as it gave up",
-                 op->name);
-        st = rewrap(op, ANYLOCK_OUTCOME_UNKNOWN, what);
-    }
+    /* A lock a release handed us that we do not claim is free again at the
+     * end of the claim window, whether or not this reaches the server. */
+    if (st != ANYLOCK_OK && queued)
+        unwait(op, s, c, k, &wk);
     if (st != ANYLOCK_OK && lost_once) {
         char what[160];
         snprintf(what, sizeof what, "lock \"%.64s\": a request that takes it was sent but its answer was lost, "
