@@ -1195,6 +1195,152 @@ static uint64_t parse_u64(const char *s, size_t n)
     return v;
 }
 
+/* What the transaction of try_fast answered. */
+typedef struct exec_result {
+    int set_ok;         /* the SET took the lock */
+    int tok_ok;         /* tok is the HINCRBY's answer */
+    long long tok;
+    int get_type;       /* 0: nil, 1: a string (get, get_len), 2: an error (another type of key) */
+    const char *get;
+    size_t get_len;
+    int ttl_ok;
+    long long ttl;
+} exec_result;
+
+/* The next line of b[0..n) from *o (without its CRLF): 1, or 0 if it is
+ * not all there yet. */
+static int next_line(const char *b, size_t n, size_t *o, const char **line, size_t *len)
+{
+    for (size_t i = *o; i + 1 < n; i++)
+        if (b[i] == '\r' && b[i + 1] == '\n') {
+            *line = b + *o;
+            *len = i - *o;
+            *o = i + 2;
+            return 1;
+        }
+    return 0;
+}
+
+static int parse_ll(const char *p, size_t n, long long *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    if (i < n && p[i] == '-') {
+        neg = 1;
+        i++;
+    }
+    if (i == n || n - i > 18)
+        return -1;
+    long long v = 0;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    *out = neg ? -v : v;
+    return 0;
+}
+
+/*
+ * Reads the transaction's answer straight from the bytes received, without
+ * hiredis's reply objects (sixteen of them, most of a pair's client time):
+ * "+OK", seven "+QUEUED", then "*7" and the seven results.  1 when b holds
+ * all of it (*used bytes), 0 when more must come, -1 when it has another
+ * form (an error, anything unexpected): hiredis then reads it.
+ */
+static int exec_parse(const char *b, size_t n, exec_result *x, size_t *used)
+{
+    size_t o = 0, len;
+    const char *l;
+#define LINE()                                                                                                        \
+    do {                                                                                                              \
+        if (!next_line(b, n, &o, &l, &len))                                                                           \
+            return 0;                                                                                                 \
+    } while (0)
+#define IS(lit) (len == sizeof lit - 1 && !memcmp(l, lit, sizeof lit - 1))
+    memset(x, 0, sizeof *x);
+    LINE();
+    if (!IS("+OK"))
+        return -1;
+    for (int i = 0; i < 7; i++) {
+        LINE();
+        if (!IS("+QUEUED"))
+            return -1;
+    }
+    LINE();
+    if (!IS("*7"))
+        return -1;
+    LINE();
+    if (IS("+OK"))
+        x->set_ok = 1;
+    else if (!IS("$-1"))
+        return -1;
+    for (int i = 1; i <= 4; i++) {
+        long long v;
+        LINE();
+        if (!len || l[0] != ':' || parse_ll(l + 1, len - 1, &v))
+            return -1;
+        if (i == 1) {
+            x->tok = v;
+            x->tok_ok = 1;
+        }
+    }
+    LINE();
+    if (IS("$-1")) {
+        x->get_type = 0;
+    } else {
+        long long bl;
+        if (!len || l[0] != '$' || parse_ll(l + 1, len - 1, &bl) || bl < 0)
+            return -1;
+        if (n - o < (size_t)bl + 2)
+            return 0;
+        x->get_type = 1;
+        x->get = b + o;
+        x->get_len = (size_t)bl;
+        o += (size_t)bl;
+        if (b[o] != '\r' || b[o + 1] != '\n')
+            return -1;
+        o += 2;
+    }
+    LINE();
+    if (!len || l[0] != ':' || parse_ll(l + 1, len - 1, &x->ttl))
+        return -1;
+    x->ttl_ok = 1;
+    *used = o;
+    return 1;
+#undef IS
+#undef LINE
+}
+
+/* One recv() into b[*n..cap) by deadline. */
+static anylock_status conn_read(anylock_op *op, rconn *c, char *b, size_t cap, size_t *n, int64_t deadline,
+                                const char *what)
+{
+    for (;;) {
+        int64_t ms = anylock_ms_until(deadline);
+        if (ms == 0) {
+            c->broken = 1;
+            return anylock_op_error(op, ANYLOCK_IO, "redis: no reply to %s within the time allowed", what);
+        }
+        if (conn_timeouts(c, ms)) {
+            c->broken = 1;
+            return anylock_op_error(op, ANYLOCK_IO, "redis: cannot set the socket timeout: %s", strerror(errno));
+        }
+        ssize_t r = recv(c->ctx->fd, b + *n, cap - *n, 0);
+        if (r > 0) {
+            *n += (size_t)r;
+            return ANYLOCK_OK;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        c->broken = 1;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return anylock_op_error(op, ANYLOCK_IO, "redis: no reply to %s within the time allowed", what);
+        return anylock_op_error(op, ANYLOCK_IO, "redis: connection lost waiting for the reply to %s: %s", what,
+                                r < 0 ? strerror(errno) : "closed by the server");
+    }
+}
+
 /*
  * A try of an exclusive acquire with an expiry, as one transaction
  * of plain commands (a Lua script costs the server several times more):
@@ -1241,50 +1387,77 @@ static anylock_status try_fast(anylock_op *op, redis_state *s, rconn *c, const r
     one[0].n = 4;
     cmd_add(&b, 1, one);
     redisReply *rs[9];
+    for (size_t i = 0; i < 9; i++)
+        rs[i] = NULL;
     *sent_at = anylock_now_ns();
     anylock_status st = conn_send(op, c, &b, deadline, "the acquire transaction");
     cmd_free(&b);
-    for (size_t i = 0; i < 9; i++)
-        rs[i] = NULL;
-    for (size_t i = 0; i < 9 && st == ANYLOCK_OK; i++) {
-        st = conn_recv(op, c, &rs[i], deadline, "the acquire transaction");
-        if (st != ANYLOCK_OK)
+    exec_result x;
+    char raw[2048];
+    size_t rlen = 0, used = 0;
+    int parsed = 0;
+    while (st == ANYLOCK_OK) {
+        int r = exec_parse(raw, rlen, &x, &used);
+        if (r > 0) {
+            parsed = 1;
+            break;
+        }
+        if (r < 0 || rlen == sizeof raw)
+            break;
+        if ((st = conn_read(op, c, raw, sizeof raw, &rlen, deadline, "the acquire transaction")) != ANYLOCK_OK)
             *lost = 1;
     }
-    if (st == ANYLOCK_OK) {
+    if (st == ANYLOCK_OK && used < rlen && redisReaderFeed(c->ctx->reader, raw + used, rlen - used) != REDIS_OK)
+        st = anylock_op_error(op, ANYLOCK_NOMEM, "redis: out of memory");
+    if (st == ANYLOCK_OK && !parsed) {
+        /* Another form: hiredis reads what came and what is to come. */
+        for (size_t i = 0; i < 9 && st == ANYLOCK_OK; i++) {
+            st = conn_recv(op, c, &rs[i], deadline, "the acquire transaction");
+            if (st != ANYLOCK_OK)
+                *lost = 1;
+        }
         for (size_t i = 0; i < 8 && st == ANYLOCK_OK; i++)
             st = reply_ok(op, rs[i], "MULTI");
         if (st == ANYLOCK_OK)
             st = reply_ok(op, rs[8], "EXEC");
+        const redisReply *e = st == ANYLOCK_OK ? rs[8] : NULL;
+        if (e && (e->type != REDIS_REPLY_ARRAY || e->elements != 7))
+            st = unexpected(op, c, "EXEC");
+        if (st == ANYLOCK_OK) {
+            memset(&x, 0, sizeof x);
+            x.set_ok = e->element[0]->type == REDIS_REPLY_STATUS;
+            x.tok_ok = e->element[1]->type == REDIS_REPLY_INTEGER;
+            x.tok = e->element[1]->integer;
+            const redisReply *g = e->element[5], *t = e->element[6];
+            x.get_type = g->type == REDIS_REPLY_STRING ? 1 : g->type == REDIS_REPLY_ERROR ? 2 : 0;
+            x.get = g->str;
+            x.get_len = g->len;
+            x.ttl_ok = t->type == REDIS_REPLY_INTEGER;
+            x.ttl = t->integer;
+        }
     }
-    const redisReply *x = st == ANYLOCK_OK ? rs[8] : NULL;
-    if (x && (x->type != REDIS_REPLY_ARRAY || x->elements != 7))
-        st = unexpected(op, c, "EXEC");
     if (st == ANYLOCK_OK) {
         memset(a, 0, sizeof *a);
         a->hint_ms = -1;
-        const redisReply *r_set = x->element[0], *r_tok = x->element[1], *r_get = x->element[5],
-                         *r_ttl = x->element[6];
-        if (r_set->type == REDIS_REPLY_STATUS && r_tok->type == REDIS_REPLY_INTEGER) {
+        if (x.set_ok && x.tok_ok) {
             a->code = ACQ_TAKEN;
-            a->token = (uint64_t)r_tok->integer;
+            a->token = (uint64_t)x.tok;
             a->has_token = 1;
-        } else if (r_get->type == REDIS_REPLY_STRING && r_get->len == op->id_len &&
-                   !memcmp(r_get->str, op->id, op->id_len)) {
+        } else if (x.get_type == 1 && x.get_len == op->id_len && !memcmp(x.get, op->id, op->id_len)) {
             a->code = ACQ_MINE;
-        } else if (r_get->type == REDIS_REPLY_STRING && r_get->len > 0 && r_get->str[0] == '\001') {
+        } else if (x.get_type == 1 && x.get_len > 0 && x.get[0] == '\001') {
             *fallback = 1;
-        } else if (r_get->type == REDIS_REPLY_STRING) {
+        } else if (x.get_type == 1) {
             a->code = ACQ_BUSY;
-            show_value(a->holder, sizeof a->holder, r_get->str, r_get->len);
-            a->value_len = r_get->len < sizeof a->value ? r_get->len : sizeof a->value;
-            memcpy(a->value, r_get->str, a->value_len);
-            a->hint_ms = r_ttl->type == REDIS_REPLY_INTEGER ? (r_ttl->integer < -1 ? 0 : r_ttl->integer) : 0;
-        } else if (r_get->type == REDIS_REPLY_ERROR) {
+            show_value(a->holder, sizeof a->holder, x.get, x.get_len);
+            a->value_len = x.get_len < sizeof a->value ? x.get_len : sizeof a->value;
+            memcpy(a->value, x.get, a->value_len);
+            a->hint_ms = x.ttl_ok ? (x.ttl < -1 ? 0 : x.ttl) : 0;
+        } else if (x.get_type == 2) {
             /* Another type of key at the lock's name: held by someone. */
             a->code = ACQ_BUSY;
             snprintf(a->holder, sizeof a->holder, "a key that is not a string");
-            a->hint_ms = r_ttl->type == REDIS_REPLY_INTEGER ? r_ttl->integer : -1;
+            a->hint_ms = x.ttl_ok ? x.ttl : -1;
         } else {
             *fallback = 1; /* gone again since the SET: let the script look */
         }

@@ -859,6 +859,12 @@ START_TEST(t_any_value_is_held)
         anylock_lock_free(l);
     }
     raw_int(r, "DEL %s", "lock:odd-owner");
+    /* A key of another type at the lock's name is held by someone too. */
+    raw_int(r, "RPUSH %s x", "lock:odd-owner");
+    anylock_lock *l = new_lock(c, "odd-owner", 30, -1);
+    ck_status(anylock_try_acquire(l), ANYLOCK_BUSY);
+    anylock_lock_free(l);
+    raw_int(r, "DEL %s", "lock:odd-owner");
     anylock_close(c);
     redisFree(r);
 }
