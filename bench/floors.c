@@ -13,6 +13,9 @@
  *                 so it is no round trip at all.
  *   sqlite://     one empty write transaction (BEGIN IMMEDIATE; COMMIT) on the
  *                 same file, in WAL mode with the backend's pragmas
+ *   postgres://   SELECT 1 on a libpq connection to the same server, in the
+ *                 extended protocol the backend uses (each of its acquire and
+ *                 release is one such round trip)
  *
  * The URL is parsed here with a small parser of its own because the core's
  * parser is internal to the library; only the parts a floor needs are read.
@@ -35,10 +38,13 @@
 #ifdef ANYLOCK_WITH_SQLITE
 #include <sqlite3.h>
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+#include <libpq-fe.h>
+#endif
 
 #include "bench.h"
 
-typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE } floor_kind;
+typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE, FLOOR_POSTGRES } floor_kind;
 
 struct bench_floor {
     floor_kind kind;
@@ -54,6 +60,9 @@ struct bench_floor {
 #ifdef ANYLOCK_WITH_SQLITE
     sqlite3 *db;
     sqlite3_stmt *begin, *commit;
+#endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    PGconn *pg;
 #endif
 };
 
@@ -321,6 +330,61 @@ static int sqlite_round_trip(bench_floor *f, char *err, size_t errsize)
 }
 #endif
 
+#ifdef ANYLOCK_WITH_POSTGRES
+/* libpq takes the URL as it is, less the query parameters that are
+ * anylock's own. */
+static int postgres_open(bench_floor *f, const char *url, char *err, size_t errsize)
+{
+    static const char *const ours[] = {"prefix", "timeout", "expires", "command_timeout", "connect_timeout",
+                                       "table", "schema", "key_bits", NULL};
+    char conninfo[4096];
+    const char *q = strchr(url, '?');
+    size_t base = q ? (size_t)(q - url) : strlen(url);
+    if (base >= sizeof conninfo) {
+        snprintf(err, errsize, "postgres floor: URL too long");
+        return -1;
+    }
+    memcpy(conninfo, url, base);
+    size_t o = base;
+    conninfo[o] = '\0';
+    for (const char *p = q ? q + 1 : NULL; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        size_t nlen = strcspn(p, "=&");
+        if (nlen > len)
+            nlen = len;
+        int mine = 0;
+        for (int i = 0; ours[i]; i++)
+            mine |= strlen(ours[i]) == nlen && !strncmp(ours[i], p, nlen);
+        if (!mine && o + len + 2 < sizeof conninfo) {
+            conninfo[o] = o == base ? '?' : '&';
+            o++;
+            memcpy(conninfo + o, p, len);
+            o += len;
+            conninfo[o] = '\0';
+        }
+        p += len + (amp ? 1 : 0);
+    }
+    f->pg = PQconnectdb(conninfo);
+    if (!f->pg || PQstatus(f->pg) != CONNECTION_OK) {
+        snprintf(err, errsize, "postgres floor: cannot connect: %s", f->pg ? PQerrorMessage(f->pg) : "out of memory");
+        return -1;
+    }
+    snprintf(f->command, sizeof f->command, "SELECT 1");
+    return 0;
+}
+
+static int postgres_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    PGresult *r = PQexecParams(f->pg, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, errsize, "postgres floor: SELECT 1: %s", PQerrorMessage(f->pg));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+#endif
+
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
 {
     floor_url u;
@@ -354,6 +418,12 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
     else if (!strcasecmp(u.scheme, "sqlite")) {
         f->kind = FLOOR_SQLITE;
         rc = sqlite_open(f, &u, err, errsize);
+    }
+#endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    else if (!strcasecmp(u.scheme, "postgres") || !strcasecmp(u.scheme, "postgresql")) {
+        f->kind = FLOOR_POSTGRES;
+        rc = postgres_open(f, url, err, errsize);
     }
 #endif
     else {
@@ -392,6 +462,10 @@ int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
     case FLOOR_SQLITE:
         return sqlite_round_trip(f, err, errsize);
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    case FLOOR_POSTGRES:
+        return postgres_round_trip(f, err, errsize);
+#endif
     default:
         snprintf(err, errsize, "no floor");
         return -1;
@@ -424,6 +498,11 @@ void bench_floor_close(bench_floor *f)
         sqlite3_finalize(f->commit);
         if (f->db)
             sqlite3_close(f->db);
+        break;
+#endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    case FLOOR_POSTGRES:
+        PQfinish(f->pg);
         break;
 #endif
     default:

@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <glob.h>
+#include <grp.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -134,13 +137,146 @@ void test_rmtree(const char *dir)
     rmdir(dir);
 }
 
+/* ---- PostgreSQL ----------------------------------------------------------
+ *
+ * A cluster made with initdb in the server's directory and run by the
+ * postgres binary itself (not pg_ctl), so that the PID is the postmaster's.
+ * PostgreSQL refuses to run as root: when the tests run as root, the
+ * directory is given to the "postgres" user (Debian's package creates it)
+ * and initdb and the server drop to it before exec. */
+
+/* The directory of initdb and postgres: $ANYLOCK_PG_BINDIR, else the
+ * newest /usr/lib/postgresql/N/bin (Debian's layout), else the PATH. */
+static const char *pg_bindir(void)
+{
+    static char dir[256];
+    const char *env = getenv("ANYLOCK_PG_BINDIR");
+    if (env && *env)
+        return env;
+    if (dir[0])
+        return dir;
+    glob_t g;
+    if (glob("/usr/lib/postgresql/*/bin/postgres", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+        /* glob sorts: the last is the newest version (up to 99). */
+        size_t best = 0;
+        long bestv = -1;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            long v = strtol(g.gl_pathv[i] + strlen("/usr/lib/postgresql/"), NULL, 10);
+            if (v > bestv) {
+                bestv = v;
+                best = i;
+            }
+        }
+        snprintf(dir, sizeof dir, "%.*s", (int)(strlen(g.gl_pathv[best]) - strlen("/postgres")), g.gl_pathv[best]);
+    }
+    globfree(&g);
+    return dir;
+}
+
+/* In a child about to exec a PostgreSQL program: become the postgres user
+ * when running as root.  0 on success. */
+static int pg_drop_root(void)
+{
+    if (getuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw) {
+        fprintf(stderr, "harness: running as root and there is no \"postgres\" user to run PostgreSQL as\n");
+        return -1;
+    }
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+        fprintf(stderr, "harness: cannot become the postgres user: %s\n", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Gives dir (and what is in it) to the postgres user when running as root. */
+static int pg_chown(const char *dir)
+{
+    if (getuid() != 0)
+        return 0;
+    struct passwd *pw = getpwnam("postgres");
+    if (!pw || chown(dir, pw->pw_uid, pw->pw_gid) != 0) {
+        fprintf(stderr, "harness: cannot give %s to the postgres user\n", dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* initdb into s->dir/data, output in s->dir/initdb.log. */
+static int pg_initdb(test_server *s)
+{
+    if (pg_chown(s->dir) != 0)
+        return -1;
+    char exe[512], data[300], log[300];
+    snprintf(exe, sizeof exe, "%s%sinitdb", pg_bindir(), pg_bindir()[0] ? "/" : "");
+    snprintf(data, sizeof data, "%s/data", s->dir);
+    snprintf(log, sizeof log, "%s/initdb.log", s->dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (pg_drop_root() != 0)
+            _exit(126);
+        FILE *f = freopen(log, "a", stdout);
+        (void)f;
+        f = freopen(log, "a", stderr);
+        (void)f;
+        execlp(exe, exe, "-D", data, "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C", "-N",
+               "--no-instructions", (char *)NULL);
+        fprintf(stderr, "cannot run %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "harness: initdb failed (see %s); is postgresql installed?\n", log);
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether the postmaster says it is ready (the status line of
+ * postmaster.pid), so that sessions are accepted, not only connections. */
+static int pg_ready(const test_server *s)
+{
+    char path[300], buf[512];
+    snprintf(path, sizeof path, "%s/data/postmaster.pid", s->dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, "ready") != NULL;
+}
+
 static pid_t spawn(test_server *s)
 {
     char port[16];
     snprintf(port, sizeof port, "%d", s->port);
     char *argv[40];
     int n = 0;
-    if (!strcmp(s->kind, "redis")) {
+    int pg = !strcmp(s->kind, "postgres");
+    char pg_exe[512], pg_data[300];
+    if (pg) {
+        snprintf(pg_exe, sizeof pg_exe, "%s%spostgres", pg_bindir(), pg_bindir()[0] ? "/" : "");
+        snprintf(pg_data, sizeof pg_data, "%s/data", s->dir);
+        argv[n++] = pg_exe;
+        argv[n++] = "-D";
+        argv[n++] = pg_data;
+        argv[n++] = "-p";
+        argv[n++] = port;
+        argv[n++] = "-k";
+        argv[n++] = s->dir;
+        argv[n++] = "-c";
+        argv[n++] = "listen_addresses=127.0.0.1";
+        argv[n++] = "-c";
+        argv[n++] = "max_connections=300";
+        argv[n++] = "-c";
+        argv[n++] = "fsync=off";
+        argv[n++] = "-c";
+        argv[n++] = "log_min_messages=warning";
+    } else if (!strcmp(s->kind, "redis")) {
         argv[n++] = "redis-server";
         argv[n++] = "--port";
         argv[n++] = port;
@@ -182,7 +318,10 @@ static pid_t spawn(test_server *s)
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        /* The server dies with the test program, whatever kills it. */
+        if (pg && pg_drop_root() != 0)
+            _exit(126);
+        /* The server dies with the test program, whatever kills it (set
+         * after the change of user, which clears it). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(127);
@@ -209,7 +348,14 @@ int test_server_restart(test_server *s)
         return -1;
     }
     track(s, 1);
-    if (test_wait_port(s->port, 10000) != 0) {
+    int up = test_wait_port(s->port, 10000) == 0;
+    if (up && !strcmp(s->kind, "postgres")) {
+        double until = test_now() + 10;
+        while (!pg_ready(s) && test_now() < until)
+            test_sleep(0.01);
+        up = pg_ready(s);
+    }
+    if (!up) {
         int status;
         if (waitpid(s->pid, &status, WNOHANG) == s->pid)
             fprintf(stderr, "harness: %s-server exited at start (see %s/stdout.log); is it installed?\n",
@@ -230,8 +376,11 @@ int test_server_start(test_server *s, const char *kind, const char *extra_args)
     if (test_tmpdir(s->dir, sizeof s->dir) != 0)
         return -1;
     s->port = test_free_port();
-    snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", kind, s->port);
-    if (s->port < 0 || test_server_restart(s) != 0) {
+    if (!strcmp(kind, "postgres"))
+        snprintf(s->url, sizeof s->url, "postgres://postgres@127.0.0.1:%d/postgres", s->port);
+    else
+        snprintf(s->url, sizeof s->url, "%s://127.0.0.1:%d", kind, s->port);
+    if (s->port < 0 || (!strcmp(kind, "postgres") && pg_initdb(s) != 0) || test_server_restart(s) != 0) {
         test_rmtree(s->dir);
         return -1;
     }
@@ -257,14 +406,17 @@ static void end(test_server *s, int sig)
     track(s, 0);
 }
 
+/* PostgreSQL: SIGQUIT is the immediate shutdown (every session ends at once,
+ * as in a crash), SIGINT the fast one (sessions are ended, then it stops);
+ * SIGKILL would leave its backends running. */
 void test_server_kill(test_server *s)
 {
-    end(s, SIGKILL);
+    end(s, !strcmp(s->kind, "postgres") ? SIGQUIT : SIGKILL);
 }
 
 void test_server_stop(test_server *s)
 {
-    end(s, SIGTERM);
+    end(s, !strcmp(s->kind, "postgres") ? SIGINT : SIGTERM);
     if (s->dir[0])
         test_rmtree(s->dir);
     s->dir[0] = '\0';

@@ -15,7 +15,7 @@
 #include <sys/types.h>
 
 typedef struct test_server {
-    char kind[16];    /* "redis" or "memcached" */
+    char kind[16];    /* "redis", "memcached" or "postgres" */
     pid_t pid;        /* 0 when stopped */
     int port;
     char dir[256];    /* its temporary directory */
@@ -23,13 +23,19 @@ typedef struct test_server {
     char extra[256];  /* extra arguments, space-separated, kept for restarts */
 } test_server;
 
-/* Starts a server of kind ("redis" or "memcached") with optional extra
- * arguments (space-separated, may be NULL).  Returns 0 once it accepts
- * connections; -1 with a message on stderr otherwise. */
+/* Starts a server of kind ("redis", "memcached" or "postgres") with optional
+ * extra arguments (space-separated, may be NULL; "-c name=value" for
+ * postgres).  Returns 0 once it accepts connections (for postgres, once the
+ * postmaster says it is ready); -1 with a message on stderr otherwise.
+ * postgres: a fresh cluster made by initdb in the server's directory (as
+ * the "postgres" user when running as root), url
+ * postgres://postgres@127.0.0.1:PORT/postgres, trust authentication. */
 int test_server_start(test_server *s, const char *kind, const char *extra_args);
-/* Stops it (SIGTERM, then SIGKILL after 5 s) and waits for it. */
+/* Stops it (SIGTERM, for postgres SIGINT, then SIGKILL after 5 s), waits
+ * for it and removes its directory. */
 void test_server_stop(test_server *s);
-/* Stops it abruptly (SIGKILL). */
+/* Stops it abruptly (SIGKILL; for postgres SIGQUIT, the immediate
+ * shutdown, which ends every session at once). */
 void test_server_kill(test_server *s);
 /* Starts it again on the same port (after stop or kill). */
 int test_server_restart(test_server *s);
