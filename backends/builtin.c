@@ -43,6 +43,11 @@ static const builtin table[] = {
     {"postgres", NULL},
     {"postgresql", NULL},
 #endif
+#ifdef ANYLOCK_WITH_ETCD
+    {"etcd", &anylock__etcd_backend},
+#else
+    {"etcd", NULL},
+#endif
 };
 
 anylock_status anylock__builtins_init(void)

@@ -13,5 +13,6 @@ extern const anylock_backend anylock__redis_backend;
 extern const anylock_backend anylock__memcached_backend;
 extern const anylock_backend anylock__sqlite_backend;
 extern const anylock_backend anylock__postgres_backend;
+extern const anylock_backend anylock__etcd_backend;
 
 #endif

@@ -667,7 +667,7 @@ static int contend_process(int index, void *p)
         anylock_close(c);
         return 1;
     }
-    int rc = contend(c, p, PROCESS_ITERATIONS);
+    int rc = contend(c, p, cfg->process_iterations ? cfg->process_iterations : PROCESS_ITERATIONS);
     anylock_close(c);
     return rc;
 }
@@ -682,7 +682,7 @@ START_TEST(t_processes_contention)
     ck_assert_int_eq(failed, 0);
     ck_assert_int_eq(atomic_load(&ar->failures), 0);
     ck_assert_int_eq(atomic_load(&ar->overlaps), 0);
-    ck_assert_int_eq(ar->counter, cfg->processes * PROCESS_ITERATIONS);
+    ck_assert_int_eq(ar->counter, cfg->processes * (cfg->process_iterations ? cfg->process_iterations : PROCESS_ITERATIONS));
     check_tokens(ar);
     test_shared_free(ar, sizeof *ar);
 }

@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,18 +23,17 @@
 /* Servers still running, stopped at exit. */
 #define MAX_SERVERS 16
 static test_server *running[MAX_SERVERS];
+/* The process that started each one: Check forks a child per test, and a
+ * child's exit() (a failed assertion) runs the atexit handlers it
+ * inherited, which must stop the servers that test started (and remove
+ * their directories) but not the parent's. */
+static pid_t owner[MAX_SERVERS];
 static int atexit_set;
-/* The process that started the servers: Check forks a child per test, and
- * a child's exit() runs the atexit handlers it inherited, which must not
- * stop the parent's servers. */
-static pid_t owner_pid;
 
 static void stop_all(void)
 {
-    if (getpid() != owner_pid)
-        return;
     for (int i = 0; i < MAX_SERVERS; i++)
-        if (running[i] && running[i]->pid)
+        if (running[i] && running[i]->pid && owner[i] == getpid())
             test_server_stop(running[i]);
 }
 
@@ -42,11 +42,17 @@ static void track(test_server *s, int on)
     if (!atexit_set) {
         atexit(stop_all);
         atexit_set = 1;
-        owner_pid = getpid();
+    }
+    for (int i = 0; i < MAX_SERVERS; i++) {
+        if (on && running[i] == s) {
+            owner[i] = getpid(); /* restarted, perhaps by another process */
+            return;
+        }
     }
     for (int i = 0; i < MAX_SERVERS; i++) {
         if (on && !running[i]) {
             running[i] = s;
+            owner[i] = getpid();
             return;
         }
         if (!on && running[i] == s) {
@@ -294,6 +300,20 @@ static pid_t spawn(test_server *s)
         argv[n++] = "warning";
         argv[n++] = "--logfile";
         argv[n++] = "server.log";
+    } else if (!strcmp(s->kind, "etcd")) {
+        static char name[16], client[64], peer[64], data[300];
+        /* Static: argv points into them until the exec. */
+        snprintf(name, sizeof name, "m%d", s->peer_port);
+        snprintf(client, sizeof client, "http://127.0.0.1:%d", s->port);
+        snprintf(peer, sizeof peer, "http://127.0.0.1:%d", s->peer_port);
+        snprintf(data, sizeof data, "%s/data", s->dir);
+        const char *args[] = {"etcd", "--name", name, "--data-dir", data, "--listen-client-urls", client,
+                              "--advertise-client-urls", client, "--listen-peer-urls", peer,
+                              "--initial-advertise-peer-urls", peer, "--initial-cluster", s->cluster,
+                              "--initial-cluster-state", "new", "--initial-cluster-token", "anylock-test",
+                              "--heartbeat-interval", "100", "--election-timeout", "1000", "--log-level", "warn"};
+        for (size_t i = 0; i < sizeof args / sizeof *args; i++)
+            argv[n++] = (char *)args[i];
     } else {
         argv[n++] = "memcached";
         argv[n++] = "-p";
@@ -470,4 +490,174 @@ int test_fork_n(int n, int (*fn)(int index, void *arg), void *arg, double timeou
     }
     free(pids);
     return failed;
+}
+
+/* ---- etcd clusters ------------------------------------------------------------ */
+
+int test_http_post(int port, const char *path, const char *body, char *out, size_t size, double timeout)
+{
+    out[0] = '\0';
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {.tv_sec = (time_t)timeout, .tv_usec = (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6)};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    char req[4096];
+    int n = snprintf(req, sizeof req,
+                     "POST %s HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\n\r\n%s", path, strlen(body), body);
+    if (n < 0 || (size_t)n >= sizeof req || write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return -1;
+    }
+    size_t len = 0;
+    char *all = malloc(1 << 20);
+    if (!all) {
+        close(fd);
+        return -1;
+    }
+    ssize_t got;
+    while (len < (1 << 20) - 1 && (got = read(fd, all + len, (1 << 20) - 1 - len)) > 0)
+        len += (size_t)got;
+    all[len] = '\0';
+    close(fd);
+    int status = -1;
+    if (sscanf(all, "HTTP/%*s %d", &status) != 1)
+        status = -1;
+    const char *b = strstr(all, "\r\n\r\n");
+    snprintf(out, size, "%s", b ? b + 4 : "");
+    free(all);
+    return status;
+}
+
+/* The value of "field":"..." in json (the first), into out; 0 if found. */
+static int json_str(const char *json, const char *field, char *out, size_t size)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", field);
+    const char *p = strstr(json, pat);
+    if (!p)
+        return -1;
+    p += strlen(pat);
+    const char *e = strchr(p, '"');
+    if (!e || (size_t)(e - p) >= size)
+        return -1;
+    memcpy(out, p, (size_t)(e - p));
+    out[e - p] = '\0';
+    return 0;
+}
+
+int test_etcd_leader(test_etcd *c, double timeout)
+{
+    double end = test_now() + timeout;
+    do {
+        char leader[32] = "", ids[TEST_ETCD_MAX][32];
+        int agree = 1, seen = 0;
+        for (int i = 0; i < c->n; i++) {
+            ids[i][0] = '\0';
+            if (!c->m[i].pid)
+                continue;
+            char body[2048], l[32];
+            if (test_http_post(c->m[i].port, "/v3/maintenance/status", "{}", body, sizeof body, 0.5) != 200 ||
+                json_str(body, "member_id", ids[i], sizeof ids[i]) != 0 || json_str(body, "leader", l, sizeof l) != 0) {
+                agree = 0;
+                continue;
+            }
+            if (!seen++)
+                snprintf(leader, sizeof leader, "%s", l);
+            else if (strcmp(leader, l))
+                agree = 0;
+        }
+        if (agree && seen)
+            for (int i = 0; i < c->n; i++)
+                if (c->m[i].pid && !strcmp(ids[i], leader))
+                    return i;
+        test_sleep(0.05);
+    } while (test_now() < end);
+    return -1;
+}
+
+int test_etcd_start(test_etcd *c, int n)
+{
+    memset(c, 0, sizeof *c);
+    if (n < 1 || n > TEST_ETCD_MAX)
+        return -1;
+    c->n = n;
+    char cluster[400] = "";
+    for (int i = 0; i < n; i++) {
+        test_server *s = &c->m[i];
+        snprintf(s->kind, sizeof s->kind, "etcd");
+        struct stat st;
+        const char *shm = "/dev/shm";
+        if (stat(shm, &st) == 0 && S_ISDIR(st.st_mode) && access(shm, W_OK) == 0) {
+            snprintf(s->dir, sizeof s->dir, "%s/anylock-etcd-XXXXXX", shm);
+            if (!mkdtemp(s->dir))
+                s->dir[0] = '\0';
+        }
+        if (!s->dir[0] && test_tmpdir(s->dir, sizeof s->dir) != 0)
+            return -1;
+        /* Ports are found free one at a time: no two may be the same. */
+        for (int clash = 1; clash;) {
+            s->port = test_free_port();
+            s->peer_port = test_free_port();
+            clash = s->port < 0 || s->peer_port < 0 || s->port == s->peer_port;
+            for (int j = 0; j < i; j++)
+                clash |= c->m[j].port == s->port || c->m[j].peer_port == s->port || c->m[j].port == s->peer_port ||
+                         c->m[j].peer_port == s->peer_port;
+        }
+        snprintf(s->url, sizeof s->url, "etcd://127.0.0.1:%d", s->port);
+        size_t len = strlen(cluster);
+        snprintf(cluster + len, sizeof cluster - len, "%sm%d=http://127.0.0.1:%d", i ? "," : "", s->peer_port,
+                 s->peer_port);
+        len = strlen(c->endpoints);
+        snprintf(c->endpoints + len, sizeof c->endpoints - len, "%s127.0.0.1:%d", i ? "," : "", s->port);
+    }
+    snprintf(c->url, sizeof c->url, "etcd://%.490s", c->endpoints);
+    for (int i = 0; i < n; i++) {
+        snprintf(c->m[i].cluster, sizeof c->m[i].cluster, "%s", cluster);
+        if (test_server_restart(&c->m[i]) != 0) {
+            test_etcd_stop(c);
+            return -1;
+        }
+    }
+    if (test_etcd_leader(c, 30) < 0) {
+        fprintf(stderr, "harness: the etcd cluster elected no leader within 30 s (see %s/stdout.log)\n", c->m[0].dir);
+        test_etcd_stop(c);
+        return -1;
+    }
+    return 0;
+}
+
+void test_etcd_stop(test_etcd *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        if (c->m[i].pid)
+            kill(c->m[i].pid, SIGCONT);
+        test_server_stop(&c->m[i]);
+    }
+}
+
+void test_etcd_kill(test_etcd *c, int i)
+{
+    test_server_kill(&c->m[i]);
+}
+
+int test_etcd_restart(test_etcd *c, int i)
+{
+    if (test_server_restart(&c->m[i]) != 0)
+        return -1;
+    return test_etcd_leader(c, 30) < 0 ? -1 : 0;
+}
+
+void test_etcd_pause(test_etcd *c, int i, int on)
+{
+    if (c->m[i].pid)
+        kill(c->m[i].pid, on ? SIGSTOP : SIGCONT);
 }
