@@ -389,6 +389,7 @@ typedef struct handoff_shared {
     shared_head h;
     atomic_int rounds;
     int64_t *t_release, *t_acquire; /* point into this mapping */
+    int64_t *t_release_start;       /* when release was called */
 } handoff_shared;
 
 typedef struct handoff_arg {
@@ -437,6 +438,7 @@ static int handoff_worker(int me, void *p)
             }
             if (b == 'A')
                 bench_sleep_ns((int64_t)(a->ctx.o->handoff_hold_ms * 1e6));
+            int64_t t0 = bench_now_ns();
             st = anylock_release(l);
             int64_t t = bench_now_ns();
             if (st != ANYLOCK_OK) {
@@ -447,6 +449,7 @@ static int handoff_worker(int me, void *p)
             if (b == 'S')
                 break;
             sh->t_release[i] = t;
+            sh->t_release_start[i] = t0;
             /* Wait until the waiter has the lock: taking it again at once
              * would barge in ahead of the waiter and measure nothing. */
             if ((b = read_byte(a->pipes[me][0], hold_timeout_ms)) != 'G') {
@@ -482,7 +485,7 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
 {
     const bench_options *o = ctx->o;
     int max = o->handoffs;
-    size_t size = sizeof(handoff_shared) + 2 * (size_t)max * sizeof(int64_t);
+    size_t size = sizeof(handoff_shared) + 3 * (size_t)max * sizeof(int64_t);
     handoff_shared *sh = shared_alloc(size);
     if (!sh) {
         snprintf(r->error, sizeof r->error, "hand-off: out of memory");
@@ -490,6 +493,7 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
     }
     sh->t_release = (int64_t *)(sh + 1);
     sh->t_acquire = sh->t_release + max;
+    sh->t_release_start = sh->t_acquire + max;
     handoff_arg a = {.ctx = *ctx, .sh = sh, .max = max};
     snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-handoff", ctx->name);
     a.stop_at = bench_now_ns() + (int64_t)(o->handoff_max_seconds * 1e9);
@@ -517,13 +521,39 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
         close(a.pipes[i][0]);
         close(a.pipes[i][1]);
     }
-    bench_samples s = {0};
+    bench_samples s = {0}, s0 = {0};
     int rounds = atomic_load(&sh->rounds);
     if (!failed)
-        for (int i = 0; i < rounds; i++)
+        for (int i = 0; i < rounds; i++) {
             bench_samples_add(&s, (double)(sh->t_acquire[i] - sh->t_release[i]) / 1e3);
+            bench_samples_add(&s0, (double)(sh->t_acquire[i] - sh->t_release_start[i]) / 1e3);
+        }
+    r->handoff_start_us_p50 = bench_samples_quantile(&s0, 0.50);
+    r->handoff_start_us_p99 = bench_samples_quantile(&s0, 0.99);
+    bench_samples_free(&s0);
     r->handoffs = (int)s.n;
     r->handoff_hold_ms = o->handoff_hold_ms;
+    /* The floor of a hand-off: one round trip after the same idle hold,
+     * when the store and this process wake from the sleep a hand-off
+     * starts with (on a busy or power-saving machine far slower than the
+     * back-to-back round trips of the uncontended floor). */
+    r->floor_idle_round_trip_us_p50 = NAN;
+    char ferr[256];
+    bench_floor *f = failed ? NULL : bench_floor_open(ctx->url, ferr, sizeof ferr);
+    if (f) {
+        bench_samples cold = {0};
+        int n = rounds < 50 ? rounds : 50;
+        for (int i = 0; i < n; i++) {
+            bench_sleep_ns((int64_t)(o->handoff_hold_ms * 1e6));
+            int64_t t0 = bench_now_ns();
+            if (bench_floor_round_trip(f, ferr, sizeof ferr) != 0)
+                break;
+            bench_samples_add(&cold, (double)(bench_now_ns() - t0) / 1e3);
+        }
+        r->floor_idle_round_trip_us_p50 = bench_samples_quantile(&cold, 0.50);
+        bench_samples_free(&cold);
+        bench_floor_close(f);
+    }
     r->handoff_us_p50 = bench_samples_quantile(&s, 0.50);
     r->handoff_us_p99 = bench_samples_quantile(&s, 0.99);
     r->handoff_us_max = bench_samples_quantile(&s, 1.0);

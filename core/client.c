@@ -231,9 +231,10 @@ anylock_status anylock_open(const char *url, anylock_client **out)
     /* The URL as it is shown, whether or not it parses. */
     c->url = anylock__redact(url ? url : "");
     c->prefix = anylock__strdup(d.prefix);
-    anylock_status st = c->prefix && c->url ? open_client(c, url, &d) : ANYLOCK_NOMEM;
+    /* Before open_client: the backend's open sees op->prefix_len. */
     if (c->prefix)
         c->prefix_len = strlen(c->prefix);
+    anylock_status st = c->prefix && c->url ? open_client(c, url, &d) : ANYLOCK_NOMEM;
     if (st != ANYLOCK_OK && !c->errmsg[0])
         anylock__format(c->errmsg, "%s", anylock_strerror(st));
     /* Whatever a parser or a backend wrote, no secret of the URL stays. */
