@@ -163,9 +163,9 @@ START_TEST(t_new_file_mode_and_schema)
         ck_assert_msg((sb.st_mode & 07777) == 0600, "%s has mode %o", files[i], (unsigned)(sb.st_mode & 07777));
     }
     const char *p = path_of("m.db");
-    ck_assert_int_eq(query_int(p, "PRAGMA user_version"), 1);
+    ck_assert_int_eq(query_int(p, "PRAGMA user_version"), 2);
     ck_assert_int_eq(query_int(p, "PRAGMA application_id"), 0x414E594C);
-    ck_assert_int_eq(query_int(p, "SELECT count(*) FROM anylock_locks"), 1);
+    ck_assert_int_eq(query_int(p, "SELECT count(*) FROM anylock_holders"), 1);
     sqlite3 *db = NULL;
     ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
     sqlite3_stmt *s = NULL;
@@ -207,7 +207,7 @@ START_TEST(t_open_race)
 {
     race_url = url_of("race.db", NULL);
     ck_assert_int_eq(test_fork_n(12, open_race_child, NULL, 60), 0);
-    ck_assert_int_eq(query_int(path_of("race.db"), "PRAGMA user_version"), 1);
+    ck_assert_int_eq(query_int(path_of("race.db"), "PRAGMA user_version"), 2);
 }
 END_TEST
 
@@ -574,7 +574,7 @@ START_TEST(t_expired_rows_cleaned)
         test_sleep(0.1);
         for (int i = 0; i < LEAKED; i++)
             anylock_lock_free(l[i]); /* the release finds it expired */
-        int64_t rows = query_int(p, "SELECT count(*) FROM anylock_locks");
+        int64_t rows = query_int(p, "SELECT count(*) FROM anylock_holders");
         ck_assert_msg(rows <= 2 * LEAKED, "round %d: %lld rows", round, (long long)rows);
     }
     /* Later acquires sweep what is left. */
@@ -585,7 +585,7 @@ START_TEST(t_expired_rows_cleaned)
         ck_status(anylock_acquire(l), ANYLOCK_OK);
         ck_status(anylock_release(l), ANYLOCK_OK);
     }
-    ck_assert_int_eq(query_int(p, "SELECT count(*) FROM anylock_locks"), 0);
+    ck_assert_int_eq(query_int(p, "SELECT count(*) FROM anylock_holders"), 0);
     anylock_lock_free(l);
     anylock_close(c);
 }
