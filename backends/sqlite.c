@@ -117,6 +117,7 @@ enum {
     S_DELETE_PREFIX,
     S_PREFIX_SLOTS,
     S_DATA_VERSION,
+    S_GRANT,
     S_COUNT_
 };
 
@@ -128,14 +129,15 @@ static const char *const sq_sql[S_COUNT_] = {
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
-    [S_HOLDERS] = "SELECT owner, mode, permits, expires_at, meta FROM anylock_holders WHERE key = ?1 AND " LIVE,
+    [S_HOLDERS] = "SELECT owner, mode, permits, expires_at, meta, token, granted_seq FROM anylock_holders"
+                  " WHERE key = ?1 AND " LIVE,
     [S_PRUNE_KEY] = "DELETE FROM anylock_holders WHERE key = ?1 AND expires_at > 0 AND expires_at <= ?2",
     [S_WAITERS] = "SELECT seq, mode, permits, slot FROM anylock_waiters WHERE key = ?1 AND expires_at > ?2"
                   " ORDER BY seq LIMIT 64", /* SQ_QUEUE_READ */
     [S_PRUNE_WAITERS] = "DELETE FROM anylock_waiters WHERE key = ?1 AND expires_at <= ?2",
     [S_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM anylock_waiters WHERE key = ?1",
-    [S_ENQUEUE] = "INSERT INTO anylock_waiters(key, seq, owner, mode, permits, slot, expires_at)"
-                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_ENQUEUE] = "INSERT INTO anylock_waiters(key, seq, owner, mode, permits, slot, expires_at, expires_ms, meta)"
+                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_REFRESH_WAITER] = "UPDATE anylock_waiters SET expires_at = ?3 WHERE key = ?1 AND seq = ?2",
     [S_DEQUEUE] = "DELETE FROM anylock_waiters WHERE key = ?1 AND seq = ?2",
     [S_PUT] = "INSERT INTO anylock_holders(key, owner, mode, permits, expires_at, token, meta)"
@@ -149,7 +151,8 @@ static const char *const sq_sql[S_COUNT_] = {
     [S_RELEASE] = "DELETE FROM anylock_holders WHERE key = ?1 AND CAST(owner AS BLOB) = ?3 AND " LIVE,
     [S_EXTEND] = "UPDATE anylock_holders SET expires_at = ?4 WHERE key = ?1 AND CAST(owner AS BLOB) = ?3"
                  " AND expires_at > ?2",
-    [S_OWN] = "SELECT expires_at FROM anylock_holders WHERE key = ?1 AND CAST(owner AS BLOB) = ?3 AND " LIVE,
+    [S_OWN] = "SELECT expires_at, token, granted_seq FROM anylock_holders WHERE key = ?1 AND CAST(owner AS BLOB) = ?3"
+              " AND " LIVE,
     [S_RESET] = "DELETE FROM anylock_holders WHERE key = ?1",
     [S_LIST] = "SELECT key, owner, mode, permits, expires_at, meta FROM anylock_holders WHERE " UNDER_PREFIX
                " AND " LIVE " ORDER BY key",
@@ -157,6 +160,11 @@ static const char *const sq_sql[S_COUNT_] = {
     [S_DELETE_PREFIX] = "DELETE FROM anylock_holders WHERE " UNDER_PREFIX,
     [S_PREFIX_SLOTS] = "SELECT slot FROM anylock_waiters WHERE " UNDER_PREFIX " AND slot >= 0",
     [S_DATA_VERSION] = "PRAGMA data_version",
+    /* A releaser hands the key over to a waiter whose turn it is: ?2 = the
+     * waiter's seq, ?3 = now rounded up (ms), ?4 = its token. */
+    [S_GRANT] = "INSERT OR IGNORE INTO anylock_holders(key, owner, mode, permits, expires_at, token, meta, granted_seq)"
+                " SELECT key, owner, mode, permits, CASE WHEN expires_ms > 0 THEN ?3 + expires_ms ELSE 0 END, ?4,"
+                " meta, seq FROM anylock_waiters WHERE key = ?1 AND seq = ?2",
 };
 
 typedef struct sq_conn {
@@ -169,6 +177,7 @@ typedef struct sq_client {
     char *path;
     char *wake_path;   /* NULL: no wake file, waiters poll */
     uint32_t *words;   /* the wake file, mapped; NULL: none */
+    int wake_fd;       /* the wake file, open, holding no slot: asks whether a slot is held */
     int64_t busy_ms;
     int64_t poll_max_ms;
     anylock_pool *pool;
@@ -349,6 +358,7 @@ static int same_boot(sq_conn *c, const char *boot)
     " expires_at INTEGER NOT NULL,"                                                                                 \
     " token INTEGER NOT NULL DEFAULT 0,"                                                                            \
     " meta BLOB,"                                                                                                   \
+    " granted_seq INTEGER NOT NULL DEFAULT 0," /* the waiter's seq when handed over by a releaser */                \
     " PRIMARY KEY (key, owner)"                                                                                     \
     ") WITHOUT ROWID;"                                                                                              \
     "CREATE INDEX anylock_holders_expiry ON anylock_holders(expires_at) WHERE expires_at > 0;"                      \
@@ -360,6 +370,8 @@ static int same_boot(sq_conn *c, const char *boot)
     " permits INTEGER NOT NULL,"                                                                                    \
     " slot INTEGER NOT NULL," /* wake slot, -1: none */                                                             \
     " expires_at INTEGER NOT NULL,"                                                                                 \
+    " expires_ms INTEGER NOT NULL," /* the expiry it asks for */                                                    \
+    " meta BLOB,"                                                                                 \
     " PRIMARY KEY (key, seq)"                                                                                       \
     ") WITHOUT ROWID;"                                                                                              \
     "CREATE INDEX anylock_waiters_expiry ON anylock_waiters(expires_at);"                                           \
@@ -682,6 +694,7 @@ typedef struct sq_waiter {
 typedef struct sq_view {
     sq_group holders;
     int own;                  /* op->id is among the holders */
+    int64_t own_expires_at, own_token, own_granted_seq;
     int64_t first_expiry;     /* the soonest holder expiry (ms), 0 if none */
     sq_waiter q[SQ_QUEUE_READ];
     size_t nq;
@@ -694,12 +707,17 @@ static int read_holders(sq_conn *c, const anylock_op *op, int64_t now_ms, sq_vie
     int rc;
     memset(&v->holders, 0, sizeof v->holders);
     v->own = 0;
+    v->own_expires_at = v->own_token = v->own_granted_seq = 0;
     v->first_expiry = 0;
     int any_exclusive = 0, any_semaphore = 0;
     unsigned permits = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
-        if (op->id && is_own(s, 0, op))
+        if (op->id && is_own(s, 0, op)) {
             v->own = 1;
+            v->own_expires_at = sqlite3_column_int64(s, 3);
+            v->own_token = sqlite3_column_int64(s, 5);
+            v->own_granted_seq = sqlite3_column_int64(s, 6);
+        }
         anylock_mode m = stored_mode(sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 2));
         if (m == ANYLOCK_EXCLUSIVE)
             any_exclusive = 1;
@@ -751,30 +769,6 @@ static int admitted(const sq_view *v, int64_t seq, anylock_mode mode, unsigned p
     if (v->nq == SQ_QUEUE_READ && (seq == 0 || v->q[v->nq - 1].seq < seq))
         return 0;
     return fits(&g, mode, permits);
-}
-
-/* The waiters whose turn it is, given the holders in v (skipping the
- * caller's own entry, seq): to be woken after the commit.  The first one
- * that does not fit is woken too when its mode conflicts with the holders,
- * so that it learns so. */
-static size_t to_wake(const sq_view *v, int64_t own_seq, int out[SQ_QUEUE_READ])
-{
-    sq_group g = v->holders;
-    size_t n = 0;
-    for (size_t i = 0; i < v->nq; i++) {
-        const sq_waiter *w = &v->q[i];
-        if (w->seq == own_seq)
-            continue;
-        if (!fits(&g, w->mode, w->permits)) {
-            if (n == 0 && conflicts(&g, w->mode, w->permits) && w->slot >= 0)
-                out[n++] = w->slot;
-            break;
-        }
-        join(&g, w->mode, w->permits);
-        if (w->slot >= 0)
-            out[n++] = w->slot;
-    }
-    return n;
 }
 
 /* ---- wake slots ---- */
@@ -839,14 +833,15 @@ static void slot_drop(sq_slot *s)
     s->slot = -1;
 }
 
-/* Whether someone still holds slot (its waiter is alive); 1 when unsure. */
-static int slot_alive(const sq_slot *mine, int slot)
+/* Whether someone holds slot (its waiter is alive), asked through fd, an
+ * open file description that holds no slot lock; 1 when unsure. */
+static int slot_alive(int fd, int slot)
 {
-    if (mine->fd < 0 || slot < 0)
+    if (fd < 0 || slot < 0)
         return 1;
     struct flock fl;
     slot_lock_range(&fl, F_WRLCK, slot);
-    if (fcntl(mine->fd, F_OFD_GETLK, &fl) != 0)
+    if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
         return 1;
     return fl.l_type != F_UNLCK;
 }
@@ -884,9 +879,9 @@ static void slot_drop(sq_slot *s)
 {
     s->fd = s->slot = -1;
 }
-static int slot_alive(const sq_slot *mine, int slot)
+static int slot_alive(int fd, int slot)
 {
-    (void)mine, (void)slot;
+    (void)fd, (void)slot;
     return 1;
 }
 static void slot_wait(sq_client *sc, const sq_slot *s, uint32_t seen, int64_t deadline)
@@ -939,10 +934,12 @@ static void wake_setup(anylock_op *op, sq_client *sc, sqlite3 *db)
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
         (st.st_size >= SQ_WAKE_BYTES || ftruncate(fd, SQ_WAKE_BYTES) == 0))
         map = mmap(NULL, SQ_WAKE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED)
+    if (map == MAP_FAILED) {
+        close(fd);
         goto fail;
+    }
     sc->words = map;
+    sc->wake_fd = fd;
     return;
 fail:
     anylock_op_log(op, ANYLOCK_LOG_DEBUG, ANYLOCK_EVENT_MESSAGE,
@@ -983,6 +980,7 @@ static anylock_status check_filesystem(anylock_op *op, const sq_client *sc)
 static anylock_status sq_open(anylock_op *op, const anylock_url *url)
 {
     sq_client *sc = op->state;
+    sc->wake_fd = -1;
     if (url->nhosts)
         return anylock_op_error(op, ANYLOCK_URL_BAD_HOST,
                                 "sqlite:// takes no host: use sqlite:///relative/path.db or "
@@ -1048,6 +1046,8 @@ static void sq_close(anylock_op *op)
     anylock_pool_destroy(sc->pool);
     if (sc->words)
         munmap(sc->words, SQ_WAKE_BYTES);
+    if (sc->wake_fd >= 0)
+        close(sc->wake_fd);
     free(sc->wake_path);
     free(sc->path);
 }
@@ -1080,6 +1080,75 @@ static int dequeue(sq_conn *c, const anylock_op *op, int64_t seq)
     return step_done(s);
 }
 
+/* Advances the token counter inside the transaction: the new token. */
+static int next_token(sq_conn *c, int64_t *token)
+{
+    int rc = step_done(c->stmt[S_TOKEN_BUMP]);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_stmt *g = c->stmt[S_TOKEN_GET];
+    rc = sqlite3_step(g);
+    *token = sqlite3_column_int64(g, 0);
+    rc = rc == SQLITE_ROW ? SQLITE_OK : rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
+    finish(g);
+    return rc;
+}
+
+/* Inside a transaction that changed op->key's holders or queue (v as it
+ * is now): hands the key over to every waiter whose turn it is, in order
+ * (a row in the holders, with its own token, expiry and metadata, taken
+ * from its queue entry), so that it only has to read when it wakes, and
+ * collects their slots to wake after the commit.  A waiter whose slot
+ * nobody holds died: its entry goes.  A waiter without a slot cannot be
+ * woken, so it keeps its turn and takes the key itself when it next polls.
+ * The first waiter that does not fit is woken (not granted) when its mode
+ * conflicts with the holders, so that it learns so.  skip_seq: the
+ * caller's own entry. */
+static int grant_turns(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view *v, int64_t skip_seq, int64_t t,
+                       int wake[SQ_QUEUE_READ], size_t *nwake)
+{
+    sq_group g = v->holders;
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < v->nq && rc == SQLITE_OK; i++) {
+        const sq_waiter *w = &v->q[i];
+        if (w->seq == skip_seq)
+            continue;
+        if (!fits(&g, w->mode, w->permits)) {
+            if (*nwake == 0 && conflicts(&g, w->mode, w->permits) && w->slot >= 0)
+                wake[(*nwake)++] = w->slot;
+            break;
+        }
+        if (w->slot < 0) {
+            join(&g, w->mode, w->permits);
+            continue;
+        }
+        if (!slot_alive(sc->wake_fd, w->slot)) {
+            rc = dequeue(c, op, w->seq);
+            continue;
+        }
+        int64_t token = 0;
+        rc = next_token(c, &token);
+        if (rc != SQLITE_OK)
+            break;
+        sqlite3_stmt *s = c->stmt[S_GRANT];
+        sqlite3_bind_blob(s, 1, op->key, (int)op->key_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 2, w->seq);
+        sqlite3_bind_int64(s, 3, ms_ceil(t));
+        sqlite3_bind_int64(s, 4, token);
+        rc = step_done(s);
+        if (rc != SQLITE_OK)
+            break;
+        if (sqlite3_changes(c->db)) {
+            rc = dequeue(c, op, w->seq);
+            join(&g, w->mode, w->permits);
+        }
+        /* (no change: its owner id holds the key already; woken, it is
+         * told ALREADY_HELD) */
+        wake[(*nwake)++] = w->slot;
+    }
+    return rc;
+}
+
 /* One acquire's place in the queue. */
 typedef struct sq_wait {
     int64_t seq;         /* 0: not queued */
@@ -1090,13 +1159,38 @@ typedef struct sq_wait {
     int64_t wake_at;     /* ms: a holder's expiry worth waking for, or 0 */
 } sq_wait;
 
+/* Fills op's outputs for an acquisition found in the store. */
+static void granted(anylock_op *op, int64_t token, int64_t expires_at)
+{
+    op->token = (uint64_t)token;
+    /* The store's expiry is on this host's monotonic clock: the lease
+     * started exactly expires_ms before it ends. */
+    op->granted_at = expires_at && op->expires_ms ? (expires_at - op->expires_ms) * 1000000 : anylock_now_ns();
+}
+
+/* Reading only: 1 if a releaser handed the key over to w (filling op), 0
+ * if not, or a negative SQLite code. */
+static int check_granted(sq_conn *c, anylock_op *op, const sq_wait *w)
+{
+    sqlite3_stmt *s = c->stmt[S_OWN];
+    bind_kno(s, op, now_ms_floor());
+    int rc = sqlite3_step(s);
+    int yes = rc == SQLITE_ROW && sqlite3_column_int64(s, 2) == w->seq;
+    if (yes)
+        granted(op, sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 0));
+    finish(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -rc;
+    return yes;
+}
+
 /* Deletes the rows of waiters ahead whose slot nobody holds any more (they
  * died); 1 if any went. */
 static int drop_dead_ahead(sq_conn *c, const anylock_op *op, sq_view *v, const sq_wait *w, int *rc)
 {
     int dropped = 0;
     for (size_t i = 0; i < v->nq && v->q[i].seq < w->seq; i++) {
-        if (v->q[i].slot >= 0 && v->q[i].slot != w->slot.slot && !slot_alive(&w->slot, v->q[i].slot)) {
+        if (v->q[i].slot >= 0 && v->q[i].slot != w->slot.slot && !slot_alive(w->slot.fd, v->q[i].slot)) {
             if ((*rc = dequeue(c, op, v->q[i].seq)) != SQLITE_OK)
                 return dropped;
             memmove(&v->q[i], &v->q[i + 1], (v->nq - i - 1) * sizeof v->q[0]);
@@ -1108,9 +1202,19 @@ static int drop_dead_ahead(sq_conn *c, const anylock_op *op, sq_view *v, const s
     return dropped;
 }
 
-/* One attempt in one IMMEDIATE transaction: OK, ALREADY_HELD,
- * MODE_CONFLICT, BUSY (queued if waiting), TIMEOUT (the deadline passed:
- * the queue entry is gone), or an error. */
+static anylock_status conflict_error(anylock_op *op, const sq_view *v)
+{
+    if (v->holders.mode == ANYLOCK_SEMAPHORE && op->mode == ANYLOCK_SEMAPHORE)
+        return anylock_op_error(op, ANYLOCK_MODE_CONFLICT, "lock \"%.64s\" is a semaphore of %u permits, not %u",
+                                op->name, v->holders.permits, op->permits);
+    return anylock_op_error(op, ANYLOCK_MODE_CONFLICT, "lock \"%.64s\" is held as %s", op->name,
+                            v->holders.mode == ANYLOCK_SEMAPHORE ? "a semaphore" : "a lock, not a semaphore");
+}
+
+/* One attempt in one IMMEDIATE transaction: OK (taken now, or handed over
+ * by a releaser), ALREADY_HELD, MODE_CONFLICT, BUSY (queued if waiting),
+ * TIMEOUT (the deadline passed: the queue entry is gone), or an error.  On
+ * any answer but BUSY the queue entry is gone. */
 static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait *w)
 {
     set_bound(c, sc, op);
@@ -1122,47 +1226,50 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
     anylock_status st = ANYLOCK_BUSY;
     int wake[SQ_QUEUE_READ];
     size_t nwake = 0;
+    int leave = 0; /* leave the queue (and let whoever is behind go on) */
     sq_view v;
     rc = read_view(c, op, now, &v);
-    if (rc == SQLITE_OK && w->check_ahead && w->seq && drop_dead_ahead(c, op, &v, w, &rc))
-        w->check_ahead = 0;
+    if (rc == SQLITE_OK && w->check_ahead && w->seq)
+        drop_dead_ahead(c, op, &v, w, &rc);
     unsigned permits = op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0;
+    w->wake_at = 0;
     if (rc != SQLITE_OK) {
         st = sq_fail(op, sc, c->db, rc, "acquire");
+    } else if (v.own && w->seq && v.own_granted_seq == w->seq) {
+        /* Handed over while we were not looking. */
+        rc = step_done(c->stmt[S_COMMIT]);
+        if (rc == SQLITE_OK) {
+            granted(op, v.own_token, v.own_expires_at);
+            st = ANYLOCK_OK;
+            w->seq = 0;
+        } else {
+            st = sq_fail(op, sc, c->db, rc, "acquire");
+        }
     } else if (v.own) {
         st = anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
                               op->name);
+        leave = 1;
     } else if (conflicts(&v.holders, op->mode, permits)) {
-        if (v.holders.mode == ANYLOCK_SEMAPHORE && op->mode == ANYLOCK_SEMAPHORE)
-            st = anylock_op_error(op, ANYLOCK_MODE_CONFLICT, "lock \"%.64s\" is a semaphore of %u permits, not %u",
-                                  op->name, v.holders.permits, op->permits);
-        else
-            st = anylock_op_error(op, ANYLOCK_MODE_CONFLICT, "lock \"%.64s\" is held as %s", op->name,
-                                  v.holders.mode == ANYLOCK_SEMAPHORE ? "a semaphore" : "a lock, not a semaphore");
+        st = conflict_error(op, &v);
+        leave = 1;
     } else if (admitted(&v, w->seq, op->mode, permits)) {
-        sqlite3_stmt *s = c->stmt[S_PUT];
         int64_t token = 0;
-        bind_kno(s, op, now);
-        sqlite3_bind_blob(s, 2, op->id, (int)op->id_len, SQLITE_STATIC);
-        sqlite3_bind_int(s, 3, (int)op->mode);
-        sqlite3_bind_int64(s, 4, permits);
-        sqlite3_bind_int64(s, 5, op->expires_ms ? ms_ceil(t) + op->expires_ms : 0);
-        if ((rc = step_done(c->stmt[S_TOKEN_BUMP])) == SQLITE_OK) {
-            sqlite3_stmt *g = c->stmt[S_TOKEN_GET];
-            rc = sqlite3_step(g);
-            token = sqlite3_column_int64(g, 0);
-            rc = rc == SQLITE_ROW ? SQLITE_OK : rc == SQLITE_DONE ? SQLITE_CORRUPT : rc;
-            finish(g);
-        }
-        sqlite3_bind_int64(s, 6, token);
-        if (op->meta_len)
-            sqlite3_bind_blob(s, 7, op->meta, (int)op->meta_len, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(s, 7);
-        if (rc == SQLITE_OK)
+        rc = next_token(c, &token);
+        sqlite3_stmt *s = c->stmt[S_PUT];
+        int64_t expires_at = op->expires_ms ? ms_ceil(t) + op->expires_ms : 0;
+        if (rc == SQLITE_OK) {
+            bind_kno(s, op, now);
+            sqlite3_bind_blob(s, 2, op->id, (int)op->id_len, SQLITE_STATIC);
+            sqlite3_bind_int(s, 3, (int)op->mode);
+            sqlite3_bind_int64(s, 4, permits);
+            sqlite3_bind_int64(s, 5, expires_at);
+            sqlite3_bind_int64(s, 6, token);
+            if (op->meta_len)
+                sqlite3_bind_blob(s, 7, op->meta, (int)op->meta_len, SQLITE_STATIC);
+            else
+                sqlite3_bind_null(s, 7);
             rc = step_done(s);
-        else
-            finish(s);
+        }
         if (rc == SQLITE_OK && w->seq)
             rc = dequeue(c, op, w->seq);
         if (rc == SQLITE_OK) {
@@ -1173,9 +1280,10 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
             sqlite3_bind_int64(c->stmt[S_SWEEP_WAITERS], 1, now);
             rc = step_done(c->stmt[S_SWEEP_WAITERS]);
         }
-        /* Shared holders or permits behind us may come in too. */
+        /* Shared holders or permits queued behind us may come in too. */
         join(&v.holders, op->mode, permits);
-        nwake = to_wake(&v, w->seq, wake);
+        if (rc == SQLITE_OK && v.nq)
+            rc = grant_turns(sc, c, op, &v, w->seq, t, wake, &nwake);
         if (rc == SQLITE_OK)
             rc = step_done(c->stmt[S_COMMIT]);
         if (rc == SQLITE_OK) {
@@ -1185,21 +1293,14 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
             op->granted_at = t;
         } else {
             nwake = 0;
-            st = rc == SQLITE_CONSTRAINT_PRIMARYKEY
-                     ? anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
-                                        op->name)
-                     : sq_fail(op, sc, c->db, rc, "acquire");
+            st = sq_fail(op, sc, c->db, rc, "acquire");
         }
+    } else if (op->deadline != 0 && op->deadline != ANYLOCK_DEADLINE_NEVER && t >= op->deadline) {
+        st = ANYLOCK_TIMEOUT;
+        leave = 1;
     } else if (op->deadline != 0) {
-        /* Not our turn: take or keep a place in the queue, until the
-         * deadline. */
-        int timed_out = op->deadline != ANYLOCK_DEADLINE_NEVER && t >= op->deadline;
-        if (timed_out) {
-            if (w->seq) {
-                rc = dequeue(c, op, w->seq);
-                nwake = to_wake(&v, w->seq, wake);
-            }
-        } else if (!w->seq) {
+        /* Not our turn: take or keep a place in the queue. */
+        if (!w->seq) {
             if (w->slot.slot < 0 && slot_take(sc, &w->slot) == 0)
                 w->word = slot_word(sc, &w->slot); /* nobody can wake it before the commit */
             sqlite3_stmt *s = c->stmt[S_MAX_SEQ];
@@ -1217,6 +1318,11 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
                 sqlite3_bind_int64(s, 5, permits);
                 sqlite3_bind_int(s, 6, w->slot.slot);
                 sqlite3_bind_int64(s, 7, now + SQ_WAITER_TTL_MS);
+                sqlite3_bind_int64(s, 8, op->expires_ms);
+                if (op->meta_len)
+                    sqlite3_bind_blob(s, 9, op->meta, (int)op->meta_len, SQLITE_STATIC);
+                else
+                    sqlite3_bind_null(s, 9);
                 rc = step_done(s);
                 w->seq = seq;
             }
@@ -1233,21 +1339,22 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
         }
         if (rc == SQLITE_OK)
             rc = step_done(c->stmt[S_COMMIT]);
-        if (rc != SQLITE_OK) {
-            nwake = 0;
+        if (rc != SQLITE_OK)
             st = sq_fail(op, sc, c->db, rc, "acquire");
-        } else if (timed_out) {
-            w->seq = 0;
-            st = ANYLOCK_TIMEOUT;
-        }
-        /* Wake for a holder's expiry only when it could let us in. */
+        /* Wake for a holder's expiry, which may let us in. */
         w->wake_at = v.first_expiry;
     }
-    if ((st == ANYLOCK_ALREADY_HELD || st == ANYLOCK_MODE_CONFLICT) && w->seq && !sqlite3_get_autocommit(c->db)) {
-        /* Out of the queue, letting whoever is behind go on. */
+    if (leave && w->seq && !sqlite3_get_autocommit(c->db)) {
         rc = dequeue(c, op, w->seq);
-        nwake = rc == SQLITE_OK ? to_wake(&v, w->seq, wake) : 0;
-        if (rc == SQLITE_OK && step_done(c->stmt[S_COMMIT]) == SQLITE_OK)
+        for (size_t i = 0; i < v.nq; i++)
+            if (v.q[i].seq == w->seq) {
+                memmove(&v.q[i], &v.q[i + 1], (v.nq - i - 1) * sizeof v.q[0]);
+                v.nq--;
+                break;
+            }
+        if (rc == SQLITE_OK)
+            rc = grant_turns(sc, c, op, &v, 0, t, wake, &nwake);
+        if (rc == SQLITE_OK && (rc = step_done(c->stmt[S_COMMIT])) == SQLITE_OK)
             w->seq = 0;
         else
             nwake = 0;
@@ -1277,9 +1384,48 @@ static int dead_ahead(sq_conn *c, const anylock_op *op, const sq_wait *w)
     if (read_queue(c, op, now_ms_floor(), &v) != SQLITE_OK)
         return 0;
     for (size_t i = 0; i < v.nq && v.q[i].seq < w->seq; i++)
-        if (v.q[i].slot >= 0 && v.q[i].slot != w->slot.slot && !slot_alive(&w->slot, v.q[i].slot))
+        if (v.q[i].slot >= 0 && v.q[i].slot != w->slot.slot && !slot_alive(w->slot.fd, v.q[i].slot))
             return 1;
     return 0;
+}
+
+/* An acquire that ends without the lock while it may still be queued (an
+ * error, or a transaction that could not start at the deadline): it was
+ * perhaps handed the key meanwhile.  OK if so; else out of the queue; if
+ * neither can be made sure of, OUTCOME_UNKNOWN (the core releases what may
+ * be held). */
+static anylock_status leave_queue(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait *w, anylock_status st)
+{
+    int g = check_granted(c, op, w);
+    if (g == 1)
+        return ANYLOCK_OK;
+    /* Give the write a short bound of its own: the entry must go, or a
+     * releaser may hand the key to an owner that left. */
+    c->busy_deadline = anylock_now_ns() + 100 * (int64_t)1000000;
+    int rc = step_done(c->stmt[S_BEGIN]);
+    if (rc == SQLITE_OK) {
+        sqlite3_stmt *s = c->stmt[S_OWN];
+        bind_kno(s, op, now_ms_floor());
+        rc = sqlite3_step(s);
+        g = rc == SQLITE_ROW && sqlite3_column_int64(s, 2) == w->seq;
+        if (g)
+            granted(op, sqlite3_column_int64(s, 1), sqlite3_column_int64(s, 0));
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+        finish(s);
+        if (rc == SQLITE_OK && !g)
+            rc = dequeue(c, op, w->seq);
+        if (rc == SQLITE_OK)
+            rc = step_done(c->stmt[S_COMMIT]);
+        if (rc != SQLITE_OK)
+            step_done(c->stmt[S_ROLLBACK]);
+    }
+    w->seq = 0;
+    if (rc == SQLITE_OK)
+        return g ? ANYLOCK_OK : st;
+    return anylock_op_error(op, ANYLOCK_OUTCOME_UNKNOWN,
+                            "sqlite %.200s: lock \"%.64s\": could not leave the queue (%.100s): it may have been "
+                            "handed to this owner",
+                            sc->path, op->name, op->errbuf[0] ? op->errbuf : anylock_strerror(st));
 }
 
 static anylock_status sq_acquire(anylock_op *op)
@@ -1308,11 +1454,19 @@ static anylock_status sq_acquire(anylock_op *op)
         if (st != ANYLOCK_BUSY || op->deadline == 0)
             break;
         uint32_t word = w.word;
-        if (w.slot.slot >= 0 && word != slot_word(sc, &w.slot))
-            continue; /* woken meanwhile */
         /* Wait, holding no transaction, for our turn (a wake), a commit (a
          * poll), a holder's expiry, the row's refresh, or the deadline. */
         for (;;) {
+            if (w.slot.slot >= 0 && slot_word(sc, &w.slot) != word) {
+                /* Woken: handed over (a read tells), or told to look. */
+                int g = check_granted(c, op, &w);
+                if (g == 1) {
+                    st = ANYLOCK_OK;
+                    w.seq = 0;
+                    goto out;
+                }
+                break;
+            }
             int64_t now = anylock_now_ns();
             if (op->deadline != ANYLOCK_DEADLINE_NEVER && now >= op->deadline)
                 break; /* the attempt leaves the queue and says TIMEOUT */
@@ -1331,7 +1485,7 @@ static anylock_status sq_acquire(anylock_op *op)
                     until = safety;
                 slot_wait(sc, &w.slot, word, until);
                 if (slot_word(sc, &w.slot) != word)
-                    break; /* woken: our turn */
+                    continue;
             } else if (!anylock_backoff_wait(&b, until < op->deadline ? until : op->deadline)) {
                 break;
             }
@@ -1344,7 +1498,11 @@ static anylock_status sq_acquire(anylock_op *op)
                 /* Something committed: another program may have freed it
                  * without waking anyone, or (polling) it was for us. */
                 anylock_backoff_init(&b, 1, sc->poll_max_ms);
-                break;
+                if (w.slot.slot < 0 || check_granted(c, op, &w) != 1)
+                    break;
+                st = ANYLOCK_OK;
+                w.seq = 0;
+                goto out;
             }
             if (w.slot.slot >= 0 && w.seq && dead_ahead(c, op, &w)) {
                 w.check_ahead = 1;
@@ -1353,12 +1511,8 @@ static anylock_status sq_acquire(anylock_op *op)
         }
     }
 out:
-    if (w.seq && st != ANYLOCK_OK) {
-        /* An error left our row: take it out if we can (others go on
-         * after its expiry if we cannot). */
-        set_bound(c, sc, op);
-        dequeue(c, op, w.seq);
-    }
+    if (w.seq && st != ANYLOCK_OK && st != ANYLOCK_BUSY)
+        st = leave_queue(op, sc, c, &w, st);
     slot_drop(&w.slot);
     conn_put(sc, c);
     return st;
@@ -1369,27 +1523,19 @@ out:
 static anylock_status not_held(anylock_op *op, sq_client *sc, sq_conn *c, int extending)
 {
     int64_t now = now_ms_floor();
-    sqlite3_stmt *s = c->stmt[S_OWN];
-    bind_kno(s, op, now);
-    int rc = sqlite3_step(s);
-    int own = rc == SQLITE_ROW;
-    int64_t expires_at = own ? sqlite3_column_int64(s, 0) : -1;
-    finish(s);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return sq_fail(op, sc, c->db, rc, extending ? "extend" : "release");
-    if (own && extending && expires_at == 0)
-        return anylock_op_error(op, ANYLOCK_NOT_EXPIRABLE, "lock \"%.64s\" was taken without an expiry", op->name);
     sq_view v;
-    rc = read_holders(c, op, now, &v);
+    int rc = read_holders(c, op, now, &v);
     if (rc != SQLITE_OK)
         return sq_fail(op, sc, c->db, rc, extending ? "extend" : "release");
+    if (v.own && extending && v.own_expires_at == 0)
+        return anylock_op_error(op, ANYLOCK_NOT_EXPIRABLE, "lock \"%.64s\" was taken without an expiry", op->name);
     return anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is %s", op->name,
                             v.holders.n ? "held by another owner" : "not held (expired or reset)");
 }
 
 /* Runs one change to op->key's holders (stmt, bound by the caller) in a
- * transaction that also reads the queue, then wakes whoever's turn it is.
- * *changes = rows changed. */
+ * transaction that also hands the key over to whoever's turn it is, then
+ * wakes them.  *changes = rows changed. */
 static int change_and_wake(sq_client *sc, sq_conn *c, const anylock_op *op, sqlite3_stmt *stmt, int *changes)
 {
     int wake[SQ_QUEUE_READ];
@@ -1403,12 +1549,10 @@ static int change_and_wake(sq_client *sc, sq_conn *c, const anylock_op *op, sqli
     *changes = rc == SQLITE_OK ? sqlite3_changes(c->db) : 0;
     if (rc == SQLITE_OK && *changes) {
         sq_view v;
-        int64_t now = now_ms_floor();
-        rc = read_holders(c, op, now, &v);
-        if (rc == SQLITE_OK)
-            rc = read_queue(c, op, now, &v);
-        if (rc == SQLITE_OK)
-            nwake = to_wake(&v, 0, wake);
+        int64_t t = anylock_now_ns();
+        rc = read_view(c, op, ms_floor(t), &v);
+        if (rc == SQLITE_OK && v.nq)
+            rc = grant_turns(sc, c, op, &v, 0, t, wake, &nwake);
     }
     if (rc == SQLITE_OK)
         rc = step_done(c->stmt[S_COMMIT]);
