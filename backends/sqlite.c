@@ -44,6 +44,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,9 @@
 /* PRAGMA user_version: the schema version this code writes and reads
  * (version 1, of anylock 0.1, is migrated in place). */
 #define SQ_SCHEMA_VERSION 2
+
+/* The page size of a new database file. */
+#define SQ_PAGE_SIZE "1024"
 
 #define SQ_DEFAULT_BUSY_MS 5000
 #define SQ_DEFAULT_POLL_MAX_MS 2
@@ -96,9 +100,7 @@ enum {
     S_COMMIT,
     S_ROLLBACK,
     S_HOLDERS,
-    S_PRUNE_KEY,
     S_WAITERS,
-    S_PRUNE_WAITERS,
     S_MAX_SEQ,
     S_ENQUEUE,
     S_REFRESH_WAITER,
@@ -131,16 +133,14 @@ static const char *const sq_sql[S_COUNT_] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_HOLDERS] = "SELECT owner, mode, permits, expires_at, meta, token, granted_seq FROM anylock_holders"
                   " WHERE key = ?1 AND " LIVE,
-    [S_PRUNE_KEY] = "DELETE FROM anylock_holders WHERE key = ?1 AND expires_at > 0 AND expires_at <= ?2",
     [S_WAITERS] = "SELECT seq, mode, permits, slot FROM anylock_waiters WHERE key = ?1 AND expires_at > ?2"
                   " ORDER BY seq LIMIT 64", /* SQ_QUEUE_READ */
-    [S_PRUNE_WAITERS] = "DELETE FROM anylock_waiters WHERE key = ?1 AND expires_at <= ?2",
     [S_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM anylock_waiters WHERE key = ?1",
     [S_ENQUEUE] = "INSERT INTO anylock_waiters(key, seq, owner, mode, permits, slot, expires_at, expires_ms, meta)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_REFRESH_WAITER] = "UPDATE anylock_waiters SET expires_at = ?3 WHERE key = ?1 AND seq = ?2",
     [S_DEQUEUE] = "DELETE FROM anylock_waiters WHERE key = ?1 AND seq = ?2",
-    [S_PUT] = "INSERT INTO anylock_holders(key, owner, mode, permits, expires_at, token, meta)"
+    [S_PUT] = "INSERT OR REPLACE INTO anylock_holders(key, owner, mode, permits, expires_at, token, meta)"
               " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_TOKEN_BUMP] = "UPDATE anylock_tokens SET last = last + 1 WHERE id = 1",
     [S_TOKEN_GET] = "SELECT last FROM anylock_tokens WHERE id = 1",
@@ -264,7 +264,13 @@ static int busy_handler(void *arg, int count)
     int64_t now = anylock_now_ns();
     if (now >= c->busy_deadline)
         return 0;
-    int64_t us = 50 << (count < 5 ? count : 5); /* 50 us .. 1.6 ms */
+    if (count < 3) {
+        /* A lock transaction lasts tens of microseconds: a sleep (which
+         * the kernel's timer slack makes 100 us or more) would outlast it. */
+        sched_yield();
+        return 1;
+    }
+    int64_t us = 50 << (count - 3 < 5 ? count - 3 : 5); /* 50 us .. 1.6 ms */
     us = us / 2 + (int64_t)((uint64_t)now % (uint64_t)(us + 1)); /* jitter: half to 1.5 times */
     if (us * 1000 > c->busy_deadline - now)
         us = (c->busy_deadline - now + 999) / 1000;
@@ -374,7 +380,6 @@ static int same_boot(sq_conn *c, const char *boot)
     " meta BLOB,"                                                                                 \
     " PRIMARY KEY (key, seq)"                                                                                       \
     ") WITHOUT ROWID;"                                                                                              \
-    "CREATE INDEX anylock_waiters_expiry ON anylock_waiters(expires_at);"                                           \
     "CREATE TABLE anylock_tokens (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);"                   \
     "INSERT INTO anylock_tokens VALUES (1, 0);"
 
@@ -538,6 +543,11 @@ static anylock_status conn_open_setup(anylock_op *op, sq_client *sc, int setup, 
     anylock_status st = ANYLOCK_OK;
     if (sqlite3_db_readonly(c->db, "main") == 1)
         st = anylock_op_error(op, ANYLOCK_ACCESS, "sqlite %.200s: the database file is not writable", sc->path);
+    /* Small pages for a new file: a lock change writes a few rows, and
+     * every page it touches is a frame written to the WAL (no effect on an
+     * existing database). */
+    if (st == ANYLOCK_OK && setup && (rc = exec(c, "PRAGMA page_size = " SQ_PAGE_SIZE)) != SQLITE_OK)
+        st = sq_fail(op, sc, c->db, rc, "configuring the connection");
     if (st == ANYLOCK_OK && setup)
         st = schema_setup(op, sc, c);
     if (st == ANYLOCK_OK && setup)
@@ -1052,21 +1062,11 @@ static void sq_close(anylock_op *op)
     free(sc->path);
 }
 
-/* Reads the key's holders and (after pruning what expired) its queue
- * inside the transaction already begun. */
+/* Reads the key's live holders and waiters (rows that expired are left to
+ * the sweeps, and replaced when their owner comes again). */
 static int read_view(sq_conn *c, const anylock_op *op, int64_t now_ms, sq_view *v)
 {
-    int rc = SQLITE_OK;
-    sqlite3_stmt *s = c->stmt[S_PRUNE_KEY];
-    bind_kno(s, op, now_ms);
-    rc = step_done(s);
-    if (rc == SQLITE_OK) {
-        s = c->stmt[S_PRUNE_WAITERS];
-        bind_kno(s, op, now_ms);
-        rc = step_done(s);
-    }
-    if (rc == SQLITE_OK)
-        rc = read_holders(c, op, now_ms, v);
+    int rc = read_holders(c, op, now_ms, v);
     if (rc == SQLITE_OK)
         rc = read_queue(c, op, now_ms, v);
     return rc;
@@ -1498,11 +1498,22 @@ static anylock_status sq_acquire(anylock_op *op)
                 /* Something committed: another program may have freed it
                  * without waking anyone, or (polling) it was for us. */
                 anylock_backoff_init(&b, 1, sc->poll_max_ms);
-                if (w.slot.slot < 0 || check_granted(c, op, &w) != 1)
+                if (w.slot.slot < 0)
                     break;
-                st = ANYLOCK_OK;
-                w.seq = 0;
-                goto out;
+                version = now_version;
+                int g = check_granted(c, op, &w);
+                if (g == 1) {
+                    st = ANYLOCK_OK;
+                    w.seq = 0;
+                    goto out;
+                }
+                /* With a slot, only a look that finds it our turn is worth
+                 * a write transaction. */
+                sq_view v;
+                int64_t nms = now_ms_floor();
+                if (g < 0 || read_holders(c, op, nms, &v) != SQLITE_OK || read_queue(c, op, nms, &v) != SQLITE_OK ||
+                    admitted(&v, w.seq, op->mode, op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0))
+                    break;
             }
             if (w.slot.slot >= 0 && w.seq && dead_ahead(c, op, &w)) {
                 w.check_ahead = 1;
