@@ -1202,6 +1202,31 @@ static int drop_dead_ahead(sq_conn *c, const anylock_op *op, sq_view *v, const s
     return dropped;
 }
 
+/* When acquirer seq (0: not queued) is held back by the queue: drops the
+ * first waiter ahead that does not fit, as long as it died (its slot is
+ * free), so that a dead waiter (a writer marker, say) holds nobody up;
+ * 1 if any went. */
+static int drop_dead_blockers(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view *v, int64_t seq, int *rc)
+{
+    int dropped = 0;
+    for (;;) {
+        sq_group g = v->holders;
+        size_t i = 0;
+        for (; i < v->nq && (seq == 0 || v->q[i].seq < seq); i++) {
+            if (!fits(&g, v->q[i].mode, v->q[i].permits))
+                break;
+            join(&g, v->q[i].mode, v->q[i].permits);
+        }
+        if (i == v->nq || (seq && v->q[i].seq >= seq) || v->q[i].slot < 0 || slot_alive(sc->wake_fd, v->q[i].slot))
+            return dropped;
+        if ((*rc = dequeue(c, op, v->q[i].seq)) != SQLITE_OK)
+            return dropped;
+        memmove(&v->q[i], &v->q[i + 1], (v->nq - i - 1) * sizeof v->q[0]);
+        v->nq--;
+        dropped = 1;
+    }
+}
+
 static anylock_status conflict_error(anylock_op *op, const sq_view *v)
 {
     if (v->holders.mode == ANYLOCK_SEMAPHORE && op->mode == ANYLOCK_SEMAPHORE)
@@ -1252,7 +1277,9 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
     } else if (conflicts(&v.holders, op->mode, permits)) {
         st = conflict_error(op, &v);
         leave = 1;
-    } else if (admitted(&v, w->seq, op->mode, permits)) {
+    } else if (admitted(&v, w->seq, op->mode, permits) ||
+               (drop_dead_blockers(sc, c, op, &v, w->seq, &rc) && rc == SQLITE_OK &&
+                admitted(&v, w->seq, op->mode, permits))) {
         int64_t token = 0;
         rc = next_token(c, &token);
         sqlite3_stmt *s = c->stmt[S_PUT];
@@ -1295,6 +1322,8 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
             nwake = 0;
             st = sq_fail(op, sc, c->db, rc, "acquire");
         }
+    } else if (rc != SQLITE_OK) {
+        st = sq_fail(op, sc, c->db, rc, "acquire");
     } else if (op->deadline != 0 && op->deadline != ANYLOCK_DEADLINE_NEVER && t >= op->deadline) {
         st = ANYLOCK_TIMEOUT;
         leave = 1;
