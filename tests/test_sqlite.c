@@ -1137,11 +1137,10 @@ START_TEST(t_dead_writer_marker)
     kill(pid, SIGKILL);
     int status;
     waitpid(pid, &status, 0);
-    /* Well before the marker's own expiry (3 s). */
-    double t0 = test_now();
-    ck_status(anylock_lock_set_timeout(r2, 10), ANYLOCK_OK);
-    ck_status(anylock_acquire(r2), ANYLOCK_OK);
-    ck_assert_msg(test_now() - t0 < 1.5, "a reader waited %.3f s for a dead writer", test_now() - t0);
+    /* At once, not at the marker's own expiry (3 s): the kernel dropped
+     * the dead writer's slot lock when it died. */
+    ck_status(anylock_try_acquire(r2), ANYLOCK_OK);
+    ck_assert_int_eq(query_int(path_of("dw.db"), "SELECT count(*) FROM anylock_waiters"), 0);
     ck_status(anylock_release(r1), ANYLOCK_OK);
     ck_status(anylock_release(r2), ANYLOCK_OK);
     close(rep[0]);
@@ -1344,7 +1343,7 @@ START_TEST(t_handoff_wakes_waiter)
         ck_status(anylock_acquire(l), ANYLOCK_OK);
         ck_assert_int_eq(write(to_child[1], "g", 1), 1);
         ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
-        test_sleep(0.05); /* the child is waiting by now */
+        test_sleep(0.02); /* the child is waiting by now */
         times[i] = test_now();
         ck_status(anylock_release(l), ANYLOCK_OK);
         ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
@@ -1353,7 +1352,7 @@ START_TEST(t_handoff_wakes_waiter)
     waitpid(pid, &status, 0);
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     qsort(times, 15, sizeof times[0], cmp_double);
-    ck_assert_msg(times[7] < 0.05, "median hand-off %.1f ms", times[7] * 1000);
+    ck_assert_msg(times[7] < 0.03, "median hand-off %.1f ms", times[7] * 1000);
     /* The wake file is there, beside the database. */
     ck_assert_int_eq(access(path_of("ho.db-wake"), F_OK), 0);
     test_shared_free(times, 16 * sizeof(double));
