@@ -247,11 +247,12 @@ anylock_status anylock_close(anylock_client *c)
         return ANYLOCK_OK;
     if (c->fork_gen != anylock__fork_generation()) {
         /* In a child after fork(): the connections, files and threads are
-         * the parent's.  Only the memory is freed; the backend's state is
-         * left as it is (closing it could talk over the parent's
-         * connections), and the mutexes may have been held by threads that
-         * do not exist here. */
+         * the parent's.  Only the core's memory (and the backend's state
+         * block itself) is freed: the backend's close is not called, since
+         * it could talk over the parent's connections, and the mutexes may
+         * have been held by threads that do not exist here. */
         free(c->renewer.heap);
+        free(c->state);
         free(c->url);
         free(c->scheme);
         free(c->prefix);

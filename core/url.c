@@ -319,10 +319,29 @@ static const char *find_sep(const char *s, const char *end)
     return NULL;
 }
 
+/* Text with no "://" is no URL at all ("redis:/u:pw@h"): whatever stands
+ * between its first ':' and its last '@' may be a password. */
+static int redact_no_scheme(sbuf *b, const char *text, size_t n)
+{
+    const char *end = text + n, *at = NULL;
+    for (const char *p = text; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(text, ':', (size_t)(at - text)) : NULL;
+    if (!colon)
+        return 0;
+    sb_add(b, text, (size_t)(colon + 1 - text));
+    sb_add(b, "***", 3);
+    sb_add(b, at, (size_t)(end - at));
+    return 1;
+}
+
 /* Redacts text[0..n) by the "://" rule into b. */
 static void redact_authorities(sbuf *b, const char *text, size_t n)
 {
     const char *end = text + n, *from = text;
+    if (!find_sep(text, end) && redact_no_scheme(b, text, n))
+        return;
     for (const char *sep = find_sep(text, end); sep; sep = find_sep(from, end)) {
         const char *auth = sep + 3;
         sb_add(b, from, (size_t)(auth - from));
@@ -472,6 +491,15 @@ static void hide(char *msg, const char *secret, size_t slen)
 static void scrub_in(char *msg, const char *text, size_t n, int depth)
 {
     const char *end = text + n;
+    if (!find_sep(text, end)) {
+        const char *at = NULL;
+        for (const char *p = text; p < end; p++)
+            if (*p == '@')
+                at = p;
+        const char *colon = at ? memchr(text, ':', (size_t)(at - text)) : NULL;
+        if (colon && at - colon - 1 >= 2)
+            hide(msg, colon + 1, (size_t)(at - colon - 1));
+    }
     for (const char *sep = find_sep(text, end); sep; sep = find_sep(sep + 3, end)) {
         const char *auth = sep + 3;
         const char *lim = find_sep(auth, end);

@@ -254,7 +254,7 @@ typedef struct anylock_record {
     size_t name_len;
     const char *id;        /* the holder's id as stored (may be empty or foreign) */
     size_t id_len;
-    int64_t expires_in_ms; /* time left; -1: never expires */
+    int64_t expires_in_ms; /* time left (clamp at 0); -1, and only -1: never expires */
     anylock_mode mode;
     unsigned permits;      /* for ANYLOCK_SEMAPHORE */
     const char *meta;      /* the op->meta given to the acquire, or NULL */
