@@ -1149,6 +1149,18 @@ static int grant_turns(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view 
     return rc;
 }
 
+static int data_version(sq_conn *c, int64_t *v)
+{
+    sqlite3_stmt *s = c->stmt[S_DATA_VERSION];
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        *v = sqlite3_column_int64(s, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_reset(s);
+    return rc;
+}
+
 /* One acquire's place in the queue. */
 typedef struct sq_wait {
     int64_t seq;         /* 0: not queued */
@@ -1157,6 +1169,7 @@ typedef struct sq_wait {
     uint32_t word;       /* the slot's word as read before the attempt */
     int check_ahead;     /* look for dead waiters ahead (a safety-net wake) */
     int64_t wake_at;     /* ms: a holder's expiry worth waking for, or 0 */
+    int64_t version;     /* PRAGMA data_version as of the last attempt */
 } sq_wait;
 
 /* Fills op's outputs for an acquisition found in the store. */
@@ -1366,6 +1379,10 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
                 w->seq = 0; /* our row expired (we were stopped too long): queue again next time */
             w->refresh_at = t + SQ_WAITER_REFRESH_MS * (int64_t)1000000;
         }
+        /* As of this transaction: any later commit by another connection
+         * changes it (ours does not). */
+        if (rc == SQLITE_OK)
+            rc = data_version(c, &w->version);
         if (rc == SQLITE_OK)
             rc = step_done(c->stmt[S_COMMIT]);
         if (rc != SQLITE_OK)
@@ -1392,18 +1409,6 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
         step_done(c->stmt[S_ROLLBACK]);
     wake_slots(sc, wake, nwake);
     return st;
-}
-
-static int data_version(sq_conn *c, int64_t *v)
-{
-    sqlite3_stmt *s = c->stmt[S_DATA_VERSION];
-    int rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        *v = sqlite3_column_int64(s, 0);
-        rc = SQLITE_OK;
-    }
-    sqlite3_reset(s);
-    return rc;
 }
 
 /* Reading only: whether a waiter ahead of w died (its slot is free). */
@@ -1468,17 +1473,13 @@ static anylock_status sq_acquire(anylock_op *op)
     anylock_backoff b;
     anylock_backoff_init(&b, 1, sc->poll_max_ms);
     for (;;) {
-        /* Read the word and the version before trying, so that a wake or
-         * a commit right after the attempt is not missed. */
+        /* Read the word before trying, so that a wake right after the
+         * attempt is not missed. */
         if (w.slot.slot >= 0)
             w.word = slot_word(sc, &w.slot);
-        int64_t version = 0;
-        int rc = data_version(c, &version);
-        if (rc != SQLITE_OK) {
-            st = sq_fail(op, sc, c->db, rc, "acquire");
-            break;
-        }
+        int rc;
         st = attempt(op, sc, c, &w);
+        int64_t version = w.version;
         w.check_ahead = 0;
         if (st != ANYLOCK_BUSY || op->deadline == 0)
             break;
@@ -1590,7 +1591,9 @@ static int change_and_wake(sq_client *sc, sq_conn *c, const anylock_op *op, sqli
     if (rc == SQLITE_OK && *changes) {
         sq_view v;
         int64_t t = anylock_now_ns();
-        rc = read_view(c, op, ms_floor(t), &v);
+        rc = read_queue(c, op, ms_floor(t), &v);
+        if (rc == SQLITE_OK && v.nq)
+            rc = read_holders(c, op, ms_floor(t), &v);
         if (rc == SQLITE_OK && v.nq)
             rc = grant_turns(sc, c, op, &v, 0, t, wake, &nwake);
     }
