@@ -587,6 +587,16 @@ anylock_status anylock_lock_reset(anylock_lock *lock)
     return anylock_reset(lock->client, lock->name);
 }
 
+anylock_client *anylock_lock_client(const anylock_lock *lock)
+{
+    return lock ? lock->client : NULL;
+}
+
+void *anylock_lock_state(const anylock_lock *lock)
+{
+    return lock ? lock->backend_state : NULL;
+}
+
 const char *anylock_lock_name(const anylock_lock *lock)
 {
     return lock ? lock->name : "";

@@ -453,7 +453,7 @@ static void redact_into(sbuf *b, const char *text, size_t n, int depth)
     free(q.p);
 }
 
-char *anylock__redact(const char *text)
+static char *redact_once(const char *text)
 {
     sbuf b = {0};
     redact_into(&b, text, strlen(text), 0);
@@ -463,6 +463,25 @@ char *anylock__redact(const char *text)
         return NULL;
     }
     return b.p;
+}
+
+char *anylock__redact(const char *text)
+{
+    /* Hiding one part can change how the rest splits (a '&' inside a hidden
+     * password no longer separates parameters), so redact again until
+     * nothing changes: the result is then stable, and anything that reads
+     * as a password in any of the forms is hidden. */
+    char *r = redact_once(text);
+    for (int round = 0; r && round < 8; round++) {
+        char *again = redact_once(r);
+        if (!again || !strcmp(again, r)) {
+            free(again);
+            return r;
+        }
+        free(r);
+        r = again;
+    }
+    return r;
 }
 
 /* Replaces every copy of secret[0..slen) in msg (ANYLOCK_ERRMSG_MAX bytes)

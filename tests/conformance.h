@@ -29,7 +29,8 @@ typedef struct conformance_config {
                             a broken wake-up fails the test */
 } conformance_config;
 
-/* The suite for cfg, which must outlive the run. */
+/* The suite for cfg (copied; under $ANYLOCK_TEST_TIME_SCALE its expiry,
+ * slack and wake bound are stretched by that factor). */
 Suite *conformance_suite(const conformance_config *cfg);
 
 /* Runs suite (plus any extra suites) with Check and returns the exit status
