@@ -41,6 +41,15 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Upper time bounds are stretched under instrumented builds
+ * ($ANYLOCK_TEST_TIME_SCALE, set by scripts/check.sh). */
+static double scale(void)
+{
+    const char *e = getenv("ANYLOCK_TEST_TIME_SCALE");
+    double v = e ? atof(e) : 1;
+    return v >= 1 ? v : 1;
+}
+
 /* Each test works in its own temporary directory. */
 static char tdir[512];
 
@@ -764,7 +773,7 @@ START_TEST(t_acquire_bounded_while_write_locked)
     double took = test_now() - t0;
     ck_assert_msg(st == ANYLOCK_TIMEOUT, "acquire: %s (%s)", anylock_status_name(st), anylock_lock_errmsg(l));
     ck_assert_msg(strstr(anylock_lock_errmsg(l), "write lock"), "%s", anylock_lock_errmsg(l));
-    ck_assert_msg(took >= 0.95 && took < 1.8, "a 1 s wait returned after %.3f s", took);
+    ck_assert_msg(took >= 0.95 && took < 1 + 0.8 * scale(), "a 1 s wait returned after %.3f s", took);
     fclose(f);
     int status;
     waitpid(pid, &status, 0);
@@ -788,7 +797,7 @@ START_TEST(t_other_calls_bounded_by_busy_timeout)
     ck_status(anylock_extend(l, 5), ANYLOCK_IO);
     ck_status(anylock_release(l), ANYLOCK_IO);
     double took = test_now() - t0;
-    ck_assert_msg(took >= 0.8 && took < 4, "three calls with a 0.3 s busy_timeout took %.3f s", took);
+    ck_assert_msg(took >= 0.8 && took < 4 * scale(), "three calls with a 0.3 s busy_timeout took %.3f s", took);
     fclose(f);
     int status;
     waitpid(pid, &status, 0);
@@ -840,7 +849,7 @@ START_TEST(t_owner_compared_whole)
     ck_status(anylock_try_acquire(b), ANYLOCK_BUSY);
     ck_status(anylock_lock_set_timeout(e, 0.3), ANYLOCK_OK);
     ck_status(anylock_acquire(e), ANYLOCK_TIMEOUT);
-    ck_assert_msg(test_now() - t0 < 3, "took %.3f s", test_now() - t0);
+    ck_assert_msg(test_now() - t0 < 3 * scale(), "took %.3f s", test_now() - t0);
     anylock_info info;
     ck_status(anylock_inspect(c, "empty", &info), ANYLOCK_OK);
     ck_assert_int_eq(info.held, 1);
@@ -1185,7 +1194,7 @@ START_TEST(t_dead_share_holder)
     ck_status(anylock_try_acquire(w), ANYLOCK_BUSY);
     ck_status(anylock_lock_set_timeout(w, 10), ANYLOCK_OK);
     ck_status(anylock_acquire(w), ANYLOCK_OK);
-    ck_assert_msg(test_now() - t0 < 6, "waited %.3f s for a 1 s share", test_now() - t0);
+    ck_assert_msg(test_now() - t0 < 6 * scale(), "waited %.3f s for a 1 s share", test_now() - t0);
     ck_status(anylock_release(w), ANYLOCK_OK);
     close(ready[0]);
     close(ready[1]);
@@ -1352,7 +1361,9 @@ START_TEST(t_handoff_wakes_waiter)
     waitpid(pid, &status, 0);
     ck_assert_int_eq(WEXITSTATUS(status), 0);
     qsort(times, 15, sizeof times[0], cmp_double);
-    ck_assert_msg(times[7] < 0.03, "median hand-off %.1f ms", times[7] * 1000);
+    /* (Under an instrumented build the bound cannot tell a wake-up from
+     * the safety net; the plain build's can.) */
+    ck_assert_msg(times[7] < 0.03 * scale(), "median hand-off %.1f ms", times[7] * 1000);
     /* The wake file is there, beside the database. */
     ck_assert_int_eq(access(path_of("ho.db-wake"), F_OK), 0);
     test_shared_free(times, 16 * sizeof(double));
@@ -1369,7 +1380,8 @@ START_TEST(t_file_bounded)
     const char *url = url_of("many.db", NULL);
     anylock_client *c = open_ok(url);
     off_t size_at_1000 = 0;
-    for (int i = 0; i < 20000; i++) {
+    int names = (int)(20000 / scale());
+    for (int i = 0; i < names; i++) {
         char name[32];
         snprintf(name, sizeof name, "name-%d", i);
         anylock_lock *l = NULL;
