@@ -89,10 +89,11 @@
 /* The waiters of one key read per transaction: those further back are not
  * woken by it (they are behind at least this many). */
 #define SQ_QUEUE_READ 64
-/* The wake file: slots of one 32-bit word each; slot i is owned by whoever
- * holds the OFD lock on byte SQ_SLOT_LOCK_BASE + i. */
+/* The wake file: SQ_WAKE_SLOTS slots of a 32-bit futex word and a 64-bit
+ * tag; slot i is owned by whoever holds the OFD lock on byte
+ * SQ_SLOT_LOCK_BASE + i, and its tag names the queue entry it serves. */
 #define SQ_WAKE_SLOTS 4096
-#define SQ_WAKE_BYTES (SQ_WAKE_SLOTS * 4)
+#define SQ_WAKE_BYTES (SQ_WAKE_SLOTS * (int)sizeof(sq_wslot))
 #define SQ_SLOT_LOCK_BASE ((off_t)1 << 20)
 
 enum {
@@ -167,6 +168,12 @@ static const char *const sq_sql[S_COUNT_] = {
                 " meta, seq FROM anylock_waiters WHERE key = ?1 AND seq = ?2",
 };
 
+typedef struct sq_wslot {
+    uint32_t word; /* incremented (and futex-woken) to wake the owner */
+    uint32_t pad;
+    uint64_t tag;  /* sq_tag() of the owner's queue entry; 0: none */
+} sq_wslot;
+
 typedef struct sq_conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT_];
@@ -176,7 +183,7 @@ typedef struct sq_conn {
 typedef struct sq_client {
     char *path;
     char *wake_path;   /* NULL: no wake file, waiters poll */
-    uint32_t *words;   /* the wake file, mapped; NULL: none */
+    sq_wslot *words;   /* the wake file, mapped; NULL: none */
     int wake_fd;       /* the wake file, open, holding no slot: asks whether a slot is held */
     int64_t busy_ms;
     int64_t poll_max_ms;
@@ -781,13 +788,25 @@ static int admitted(const sq_view *v, int64_t seq, anylock_mode mode, unsigned p
     return fits(&g, mode, permits);
 }
 
+/* The tag of the queue entry (key, seq), as its waiter writes it in its
+ * slot (FNV-1a, never 0). */
+static uint64_t sq_tag(const anylock_op *op, int64_t seq)
+{
+    uint64_t h = 14695981039346656037ULL;
+    for (size_t i = 0; i < op->key_len; i++)
+        h = (h ^ (unsigned char)op->key[i]) * 1099511628211ULL;
+    for (int i = 0; i < 8; i++)
+        h = (h ^ (unsigned char)((uint64_t)seq >> (8 * i))) * 1099511628211ULL;
+    return h | 1;
+}
+
 /* ---- wake slots ---- */
 
 #ifdef __linux__
 static void wake_slots(sq_client *sc, const int *slots, size_t n)
 {
     for (size_t i = 0; sc->words && i < n; i++) {
-        uint32_t *w = &sc->words[slots[i]];
+        uint32_t *w = &sc->words[slots[i]].word;
         __atomic_add_fetch(w, 1, __ATOMIC_SEQ_CST);
         syscall(SYS_futex, w, FUTEX_WAKE, 1, NULL, NULL, 0);
     }
@@ -835,25 +854,37 @@ static int slot_take(sq_client *sc, sq_slot *s)
     return -1;
 }
 
-static void slot_drop(sq_slot *s)
+static void slot_drop(sq_client *sc, sq_slot *s)
 {
+    if (s->slot >= 0 && sc->words)
+        __atomic_store_n(&sc->words[s->slot].tag, 0, __ATOMIC_SEQ_CST);
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
     s->slot = -1;
 }
 
-/* Whether someone holds slot (its waiter is alive), asked through fd, an
- * open file description that holds no slot lock; 1 when unsure. */
-static int slot_alive(int fd, int slot)
+/* Whether the waiter of the queue entry tagged tag still owns slot: the
+ * slot is locked (asked through fd, an open file description that holds no
+ * lock on it) and carries that tag (a slot a dead waiter left may have been
+ * taken by another).  1 when unsure. */
+static int slot_alive(const sq_client *sc, int fd, int slot, uint64_t tag)
 {
-    if (fd < 0 || slot < 0)
+    if (fd < 0 || slot < 0 || !sc->words)
         return 1;
+    if (__atomic_load_n(&sc->words[slot].tag, __ATOMIC_SEQ_CST) != tag)
+        return 0;
     struct flock fl;
     slot_lock_range(&fl, F_WRLCK, slot);
     if (fcntl(fd, F_OFD_GETLK, &fl) != 0)
         return 1;
     return fl.l_type != F_UNLCK;
+}
+
+static void slot_tag(sq_client *sc, const sq_slot *s, uint64_t tag)
+{
+    if (s->slot >= 0)
+        __atomic_store_n(&sc->words[s->slot].tag, tag, __ATOMIC_SEQ_CST);
 }
 
 /* Sleeps on the slot's word while it still reads `seen`, until deadline. */
@@ -863,12 +894,12 @@ static void slot_wait(sq_client *sc, const sq_slot *s, uint32_t seen, int64_t de
     if (left <= 0)
         return;
     struct timespec ts = {(time_t)(left / 1000000000), (long)(left % 1000000000)};
-    syscall(SYS_futex, &sc->words[s->slot], FUTEX_WAIT, seen, &ts, NULL, 0);
+    syscall(SYS_futex, &sc->words[s->slot].word, FUTEX_WAIT, seen, &ts, NULL, 0);
 }
 
 static uint32_t slot_word(const sq_client *sc, const sq_slot *s)
 {
-    return s->slot >= 0 ? __atomic_load_n(&sc->words[s->slot], __ATOMIC_SEQ_CST) : 0;
+    return s->slot >= 0 ? __atomic_load_n(&sc->words[s->slot].word, __ATOMIC_SEQ_CST) : 0;
 }
 #else
 typedef struct sq_slot {
@@ -885,14 +916,19 @@ static int slot_take(sq_client *sc, sq_slot *s)
     s->fd = s->slot = -1;
     return -1;
 }
-static void slot_drop(sq_slot *s)
+static void slot_drop(sq_client *sc, sq_slot *s)
 {
+    (void)sc;
     s->fd = s->slot = -1;
 }
-static int slot_alive(int fd, int slot)
+static int slot_alive(const sq_client *sc, int fd, int slot, uint64_t tag)
 {
-    (void)fd, (void)slot;
+    (void)sc, (void)fd, (void)slot, (void)tag;
     return 1;
+}
+static void slot_tag(sq_client *sc, const sq_slot *s, uint64_t tag)
+{
+    (void)sc, (void)s, (void)tag;
 }
 static void slot_wait(sq_client *sc, const sq_slot *s, uint32_t seen, int64_t deadline)
 {
@@ -1122,7 +1158,7 @@ static int grant_turns(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view 
             join(&g, w->mode, w->permits);
             continue;
         }
-        if (!slot_alive(sc->wake_fd, w->slot)) {
+        if (!slot_alive(sc, sc->wake_fd, w->slot, sq_tag(op, w->seq))) {
             rc = dequeue(c, op, w->seq);
             continue;
         }
@@ -1199,11 +1235,11 @@ static int check_granted(sq_conn *c, anylock_op *op, const sq_wait *w)
 
 /* Deletes the rows of waiters ahead whose slot nobody holds any more (they
  * died); 1 if any went. */
-static int drop_dead_ahead(sq_conn *c, const anylock_op *op, sq_view *v, const sq_wait *w, int *rc)
+static int drop_dead_ahead(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view *v, const sq_wait *w, int *rc)
 {
     int dropped = 0;
     for (size_t i = 0; i < v->nq && v->q[i].seq < w->seq; i++) {
-        if (v->q[i].slot >= 0 && v->q[i].slot != w->slot.slot && !slot_alive(w->slot.fd, v->q[i].slot)) {
+        if (v->q[i].slot >= 0 && v->q[i].slot != w->slot.slot && !slot_alive(sc, w->slot.fd, v->q[i].slot, sq_tag(op, v->q[i].seq))) {
             if ((*rc = dequeue(c, op, v->q[i].seq)) != SQLITE_OK)
                 return dropped;
             memmove(&v->q[i], &v->q[i + 1], (v->nq - i - 1) * sizeof v->q[0]);
@@ -1230,7 +1266,8 @@ static int drop_dead_blockers(sq_client *sc, sq_conn *c, const anylock_op *op, s
                 break;
             join(&g, v->q[i].mode, v->q[i].permits);
         }
-        if (i == v->nq || (seq && v->q[i].seq >= seq) || v->q[i].slot < 0 || slot_alive(sc->wake_fd, v->q[i].slot))
+        if (i == v->nq || (seq && v->q[i].seq >= seq) || v->q[i].slot < 0 ||
+            slot_alive(sc, sc->wake_fd, v->q[i].slot, sq_tag(op, v->q[i].seq)))
             return dropped;
         if ((*rc = dequeue(c, op, v->q[i].seq)) != SQLITE_OK)
             return dropped;
@@ -1268,7 +1305,7 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
     sq_view v;
     rc = read_view(c, op, now, &v);
     if (rc == SQLITE_OK && w->check_ahead && w->seq)
-        drop_dead_ahead(c, op, &v, w, &rc);
+        drop_dead_ahead(sc, c, op, &v, w, &rc);
     unsigned permits = op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0;
     w->wake_at = 0;
     if (rc != SQLITE_OK) {
@@ -1367,6 +1404,7 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
                     sqlite3_bind_null(s, 9);
                 rc = step_done(s);
                 w->seq = seq;
+                slot_tag(sc, &w->slot, sq_tag(op, seq));
             }
             w->refresh_at = t + SQ_WAITER_REFRESH_MS * (int64_t)1000000;
         } else if (t >= w->refresh_at) {
@@ -1412,13 +1450,13 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
 }
 
 /* Reading only: whether a waiter ahead of w died (its slot is free). */
-static int dead_ahead(sq_conn *c, const anylock_op *op, const sq_wait *w)
+static int dead_ahead(sq_client *sc, sq_conn *c, const anylock_op *op, const sq_wait *w)
 {
     sq_view v;
     if (read_queue(c, op, now_ms_floor(), &v) != SQLITE_OK)
         return 0;
     for (size_t i = 0; i < v.nq && v.q[i].seq < w->seq; i++)
-        if (v.q[i].slot >= 0 && v.q[i].slot != w->slot.slot && !slot_alive(w->slot.fd, v.q[i].slot))
+        if (v.q[i].slot >= 0 && v.q[i].slot != w->slot.slot && !slot_alive(sc, w->slot.fd, v.q[i].slot, sq_tag(op, v.q[i].seq)))
             return 1;
     return 0;
 }
@@ -1545,7 +1583,7 @@ static anylock_status sq_acquire(anylock_op *op)
                     admitted(&v, w.seq, op->mode, op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0))
                     break;
             }
-            if (w.slot.slot >= 0 && w.seq && dead_ahead(c, op, &w)) {
+            if (w.slot.slot >= 0 && w.seq && dead_ahead(sc, c, op, &w)) {
                 w.check_ahead = 1;
                 break;
             }
@@ -1554,7 +1592,7 @@ static anylock_status sq_acquire(anylock_op *op)
 out:
     if (w.seq && st != ANYLOCK_OK && st != ANYLOCK_BUSY)
         st = leave_queue(op, sc, c, &w, st);
-    slot_drop(&w.slot);
+    slot_drop(sc, &w.slot);
     conn_put(sc, c);
     return st;
 }

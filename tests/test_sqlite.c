@@ -1307,6 +1307,69 @@ START_TEST(t_semaphore_processes)
 }
 END_TEST
 
+/* A queue entry left by a dead waiter names a slot that a live waiter (of
+ * another name) has taken since: the release must not hand the lock to
+ * the dead entry (a ghost holder, forever for a lock without expiry). */
+typedef struct ghost_waiter {
+    anylock_lock *l;
+    anylock_status st;
+} ghost_waiter;
+
+static void *ghost_wait(void *p)
+{
+    ghost_waiter *g = p;
+    g->st = anylock_acquire(g->l);
+    if (g->st == ANYLOCK_OK)
+        anylock_release(g->l);
+    return NULL;
+}
+
+START_TEST(t_stale_entry_on_reused_slot)
+{
+    const char *url = url_of("ghost.db", NULL);
+    anylock_client *c = open_ok(url), *c2 = open_ok(url);
+    anylock_lock *a = NULL, *other = NULL;
+    ck_status(anylock_lock_new(c, "g", &a), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(a, ANYLOCK_FOREVER), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    ck_status(anylock_lock_new(c, "other", &other), ANYLOCK_OK);
+    ck_status(anylock_acquire(other), ANYLOCK_OK);
+    /* A live waiter for "other", with its slot. */
+    ghost_waiter gw = {NULL, ANYLOCK_INTERNAL};
+    ck_status(anylock_lock_new(c2, "other", &gw.l), ANYLOCK_OK);
+    ck_status(anylock_lock_set_timeout(gw.l, 8), ANYLOCK_OK);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, ghost_wait, &gw), 0);
+    wait_queued("ghost.db", 1);
+    int64_t slot = query_int(path_of("ghost.db"), "SELECT slot FROM anylock_waiters");
+    ck_assert_int_ge(slot, 0);
+    /* The dead waiter's entry for "g", naming that slot, not yet expired. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t later = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 60000;
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO anylock_waiters(key, seq, owner, mode, permits, slot, expires_at, expires_ms, meta)"
+             " VALUES (CAST('lock:g' AS BLOB), 1, CAST('ghost' AS BLOB), 0, 0, %lld, %lld, 0, NULL)",
+             (long long)slot, (long long)later);
+    exec_sql(path_of("ghost.db"), sql);
+    ck_status(anylock_release(a), ANYLOCK_OK);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "g", &info), ANYLOCK_OK);
+    ck_assert_msg(!info.held, "the lock was handed to a dead waiter's entry (owner \"%s\")", info.owner);
+    ck_assert_int_eq(query_int(path_of("ghost.db"), "SELECT count(*) FROM anylock_waiters WHERE owner = X'67686F7374'"),
+                     0);
+    ck_status(anylock_release(other), ANYLOCK_OK);
+    pthread_join(t, NULL);
+    ck_status(gw.st, ANYLOCK_OK);
+    anylock_lock_free(gw.l);
+    anylock_lock_free(a);
+    anylock_lock_free(other);
+    anylock_close(c2);
+    anylock_close(c);
+}
+END_TEST
+
 /* ---- waking (issue 18) ---- */
 
 /* A released lock is handed to the waiting process and the waiter is woken
@@ -1478,6 +1541,7 @@ static Suite *sqlite_suite(void)
         {"dead_share_holder", t_dead_share_holder},
         {"semaphore", t_semaphore},
         {"semaphore_processes", t_semaphore_processes},
+        {"stale_entry_on_reused_slot", t_stale_entry_on_reused_slot},
         {"handoff_wakes_waiter", t_handoff_wakes_waiter},
         {"file_bounded", t_file_bounded},
         {"filesystem_table", t_filesystem_table},
