@@ -86,6 +86,9 @@
  * data changed (a holder freed by another program, which wakes nobody) and
  * whether the waiters ahead of it are alive. */
 #define SQ_SAFETY_MS 100
+/* How long an acquire that ends in an error may still take to leave the
+ * queue (past its deadline, at worst). */
+#define SQ_LEAVE_MS 5
 /* The waiters of one key read per transaction: those further back are not
  * woken by it (they are behind at least this many). */
 #define SQ_QUEUE_READ 64
@@ -1471,9 +1474,11 @@ static anylock_status leave_queue(anylock_op *op, sq_client *sc, sq_conn *c, sq_
     int g = check_granted(c, op, w);
     if (g == 1)
         return ANYLOCK_OK;
-    /* Give the write a short bound of its own: the entry must go, or a
-     * releaser may hand the key to an owner that left. */
-    c->busy_deadline = anylock_now_ns() + 100 * (int64_t)1000000;
+    /* Give the write a short bound of its own (enough for another anylock
+     * process's transaction, which lasts microseconds): the entry must go,
+     * or a releaser may hand the key to an owner that left.  Past it, the
+     * outcome is unknown. */
+    c->busy_deadline = anylock_now_ns() + SQ_LEAVE_MS * (int64_t)1000000;
     int rc = step_done(c->stmt[S_BEGIN]);
     if (rc == SQLITE_OK) {
         sqlite3_stmt *s = c->stmt[S_OWN];
