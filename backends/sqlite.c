@@ -25,12 +25,15 @@
  * queue up for long; one that died with its wake slot (below) is seen dead
  * at once.
  *
- * Waking.  A commit that lets a waiter in wakes that waiter, and only it:
- * each waiter takes a slot in a small shared file beside the database
- * (<db>-wake: an array of 32-bit words), by an open-file-description lock
- * on the slot's byte, which the kernel drops when the waiter dies; the
- * waiter sleeps on a futex on its word, and whoever frees the lock for it
- * increments the word and wakes it after committing.  Where that is not
+ * Hand-over and waking.  The transaction that frees a lock hands it to
+ * the waiters whose turn it is (their holder rows, with their own token,
+ * expiry and metadata from their queue entries), then wakes them, and only
+ * them: each waiter takes a slot in a small shared file beside the database
+ * (<db>-wake: a 32-bit futex word and a tag per slot), by an
+ * open-file-description lock on the slot's byte, which the kernel drops
+ * when the waiter dies, and writes its queue entry's tag in it; it sleeps
+ * on a futex on its word, and the releaser increments the word and wakes it
+ * after committing.  A woken waiter only reads its row.  Where that is not
  * available (not Linux, the file cannot be made, no descriptor left) a
  * waiter polls PRAGMA data_version (which changes when another connection
  * commits, and costs no I/O in WAL mode) with a short backoff capped at
