@@ -71,9 +71,6 @@
  * (version 1, of anylock 0.1, is migrated in place). */
 #define SQ_SCHEMA_VERSION 2
 
-/* The page size of a new database file. */
-#define SQ_PAGE_SIZE "1024"
-
 #define SQ_DEFAULT_BUSY_MS 5000
 #define SQ_DEFAULT_POLL_MAX_MS 2
 /* Idle connections kept per client; more are closed when returned. */
@@ -556,11 +553,6 @@ static anylock_status conn_open_setup(anylock_op *op, sq_client *sc, int setup, 
     anylock_status st = ANYLOCK_OK;
     if (sqlite3_db_readonly(c->db, "main") == 1)
         st = anylock_op_error(op, ANYLOCK_ACCESS, "sqlite %.200s: the database file is not writable", sc->path);
-    /* Small pages for a new file: a lock change writes a few rows, and
-     * every page it touches is a frame written to the WAL (no effect on an
-     * existing database). */
-    if (st == ANYLOCK_OK && setup && (rc = exec(c, "PRAGMA page_size = " SQ_PAGE_SIZE)) != SQLITE_OK)
-        st = sq_fail(op, sc, c->db, rc, "configuring the connection");
     if (st == ANYLOCK_OK && setup)
         st = schema_setup(op, sc, c);
     if (st == ANYLOCK_OK && setup)

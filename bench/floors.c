@@ -15,7 +15,7 @@
  *                 UPDATE of one row; COMMIT), in a database file of its own
  *                 beside the store's (so that the store's file is not
  *                 touched), with the backend's settings: WAL,
- *                 synchronous=NORMAL, 1 KiB pages.  An empty transaction
+ *                 synchronous=NORMAL.  An empty transaction
  *                 writes no WAL frame and so is no floor for a lock change.
  *                 Beside it, flock(2) on a file in the same directory: the
  *                 one-host lock a user could pick instead (bench_flock_*).
@@ -310,7 +310,7 @@ static int sqlite_open(bench_floor *f, const floor_url *u, char *err, size_t err
      * what a lock needs, without an fsync per transaction), and a busy
      * timeout so that a writer waits its turn. */
     static const char *const pragmas =
-        "PRAGMA page_size=1024; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"
         "CREATE TABLE IF NOT EXISTS floor(k INTEGER PRIMARY KEY, v INTEGER NOT NULL);"
         "INSERT OR IGNORE INTO floor VALUES (1, 0);";
     if (sqlite3_exec(f->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
