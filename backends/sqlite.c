@@ -72,6 +72,9 @@
 #define SQ_SCHEMA_VERSION 2
 
 #define SQ_DEFAULT_BUSY_MS 5000
+/* A writer waiting for the write lock yields for this long before it
+ * sleeps. */
+#define SQ_BUSY_YIELD_NS (200 * (int64_t)1000)
 #define SQ_DEFAULT_POLL_MAX_MS 2
 /* Idle connections kept per client; more are closed when returned. */
 #define SQ_POOL_MAX 4
@@ -181,6 +184,7 @@ typedef struct sq_conn {
     sqlite3 *db;
     sqlite3_stmt *stmt[S_COUNT_];
     int64_t busy_deadline; /* monotonic ns: the busy handler gives up then */
+    int64_t busy_since;    /* when the current wait for the write lock began */
 } sq_conn;
 
 typedef struct sq_client {
@@ -274,13 +278,15 @@ static int busy_handler(void *arg, int count)
     int64_t now = anylock_now_ns();
     if (now >= c->busy_deadline)
         return 0;
-    if (count < 3) {
+    if (count == 0)
+        c->busy_since = now;
+    if (now - c->busy_since < SQ_BUSY_YIELD_NS) {
         /* A lock transaction lasts tens of microseconds: a sleep (which
          * the kernel's timer slack makes 100 us or more) would outlast it. */
         sched_yield();
         return 1;
     }
-    int64_t us = 50 << (count - 3 < 5 ? count - 3 : 5); /* 50 us .. 1.6 ms */
+    int64_t us = 50 << (count < 5 ? count : 5); /* 50 us .. 1.6 ms */
     us = us / 2 + (int64_t)((uint64_t)now % (uint64_t)(us + 1)); /* jitter: half to 1.5 times */
     if (us * 1000 > c->busy_deadline - now)
         us = (c->busy_deadline - now + 999) / 1000;
