@@ -627,4 +627,6 @@ void anylock_lock_lost(anylock_lock *lock, anylock_status why, const char *fmt, 
     pthread_mutex_lock(&c->mu);
     anylock__declare_lost(lock, why == ANYLOCK_OK ? ANYLOCK_NOT_HELD : why, msg);
     pthread_mutex_unlock(&c->mu);
+    /* The backend reports before its release returns: the lock is alive. */
+    anylock__log_flush(1);
 }

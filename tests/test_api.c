@@ -571,16 +571,26 @@ typedef struct log_seen {
     pthread_mutex_t mu;
     int events[16];
     int password_shown;
+    int inspected; /* library calls made from the handler that worked */
 } log_seen;
 
 static void on_log(const anylock_log_record *r, void *ud)
 {
     log_seen *s = ud;
+    /* The handler may call the library, even on the lock's own client from
+     * a renewal thread: it never runs under the library's locks. */
+    int ok = 0;
+    if (r->event == ANYLOCK_EVENT_RENEWED && r->lock) {
+        anylock_info info;
+        ok = anylock_lock_held(r->lock) && anylock_inspect(anylock_lock_client(r->lock), r->name, &info) == ANYLOCK_OK &&
+             info.held;
+    }
     pthread_mutex_lock(&s->mu);
     if ((unsigned)r->event < 16)
         s->events[r->event]++;
     if (strstr(r->message, "Hunter2Secret"))
         s->password_shown = 1;
+    s->inspected += ok;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -594,7 +604,7 @@ static int log_count(log_seen *s, anylock_event e)
 
 START_TEST(t_log)
 {
-    static log_seen seen = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
+    static log_seen seen = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
     anylock_set_log(on_log, ANYLOCK_LOG_DEBUG, &seen);
     anylock_client *c = open_ok("memory://log");
     anylock_lock *a = NULL, *b = NULL;
@@ -610,6 +620,9 @@ START_TEST(t_log)
     while (log_count(&seen, ANYLOCK_EVENT_RENEWED) < 2 && test_now() < until)
         test_sleep(0.02);
     ck_assert_int_ge(log_count(&seen, ANYLOCK_EVENT_RENEWED), 2);
+    pthread_mutex_lock(&seen.mu);
+    ck_assert_int_ge(seen.inspected, 2);
+    pthread_mutex_unlock(&seen.mu);
     ck_status(anylock_reset(c, "job"), ANYLOCK_OK);
     until = test_now() + 5;
     while (log_count(&seen, ANYLOCK_EVENT_LOST) < 1 && test_now() < until)
