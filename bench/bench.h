@@ -28,6 +28,7 @@ typedef struct bench_options {
     int nnprocs;
     double cpu_hold_seconds; /* the long hold during which a waiter's CPU is measured */
     int force_threads;       /* workers are threads of this process even for shared stores */
+    int names;               /* sqlite://: distinct names for the file-size figure (0: skip) */
     int json;
     int quiet;               /* no progress lines on stderr */
 } bench_options;
@@ -74,6 +75,14 @@ int bench_floor_trips_per_pair(const bench_floor *f);
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
 void bench_floor_close(bench_floor *f);
 
+/* flock(2) on a file beside a sqlite:// URL's database: the one-host floor
+ * shown beside sqlite.  bench_flock_path fails (-1) for other URLs. */
+int bench_flock_path(const char *url, char *out, size_t size);
+/* n LOCK_EX + LOCK_UN pairs, each timed into pair (may be NULL). */
+int bench_flock_pairs(const char *path, int n, bench_samples *pair, char *err, size_t errsize);
+/* n hand-offs between two processes, timed into out (us). */
+int bench_flock_handoffs(const char *path, int n, double hold_ms, bench_samples *out, char *err, size_t errsize);
+
 /* ---- results ------------------------------------------------------------- */
 
 typedef struct bench_contended {
@@ -114,6 +123,14 @@ typedef struct bench_result {
     /* contended throughput and fairness */
     bench_contended contended[BENCH_MAX_NPROCS];
     int ncontended;
+
+    /* sqlite:// only: flock(2) on the same filesystem, and the database's
+     * size after many distinct names were taken and released */
+    int has_flock;
+    double flock_pairs_per_s, flock_pair_us_p50, flock_handoff_us_p50;
+    int names;                 /* distinct names taken and released (0: not measured) */
+    double names_seconds;
+    long long file_bytes_before, file_bytes_after; /* database + WAL, before and after */
 
     /* one waiter's CPU while the lock is held for a long time */
     double cpu_hold_s;     /* how long the waiter waited */
