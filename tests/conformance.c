@@ -46,6 +46,13 @@ anylock_lock *conformance_lock(anylock_client *c, const char *name)
     return l;
 }
 
+double conformance_time_scale(void)
+{
+    const char *scale = getenv("ANYLOCK_TEST_TIME_SCALE");
+    double k = scale ? atof(scale) : 1;
+    return k > 1 ? k : 1;
+}
+
 /* The store's features, read once per suite (conformance_suite). */
 static unsigned features;
 
@@ -1162,8 +1169,7 @@ Suite *conformance_suite(const conformance_config *config)
      * the instrumented build.  The suite keeps this copy. */
     static conformance_config scaled;
     scaled = *config;
-    const char *scale = getenv("ANYLOCK_TEST_TIME_SCALE");
-    double k = scale ? atof(scale) : 1;
+    double k = conformance_time_scale();
     if (k > 1) {
         scaled.expiry *= k;
         scaled.slack *= k;
