@@ -6,18 +6,31 @@
  * expiry (Unix seconds on the holder's clock, 0 for a lock that never
  * expires) so that inspect can report the time left, which memcached itself
  * cannot tell.  Acquire is `add` (atomic create-if-absent); release and
- * extend are gets + compare the id + `cas`, so only the owner can change the
- * item; release's cas sets an expiration of 2592001 s, which both protocols
- * read as an absolute date in 1970, so the item expires at once (libmemcached
- * has no compare-and-delete).  Reset is an unconditional delete.  memcached
- * cannot notify, so waiters poll with capped, jittered exponential backoff.
+ * extend are gets + compare the whole value with the id + `cas`, so only the
+ * owner can change the item; release's cas sets an expiration of 2592001 s,
+ * which both protocols read as an absolute date in 1970, so the item expires
+ * at once (libmemcached has no compare-and-delete).  Reset is an
+ * unconditional delete.  memcached cannot notify, so waiters poll with
+ * capped, jittered exponential backoff.
+ *
+ * The holder's metadata (host, pid, since, label) is a second item, the lock
+ * key followed by "~m", with the lock's expiry, on the lock's server.  It is
+ * written after the add succeeded (so a contender never overwrites it) and
+ * deleted before the release's cas; over the text protocol both go out with
+ * `noreply`, so they cost no round trip.
+ *
+ * Every round trip is bounded: by the call's own deadline (the wait deadline
+ * for acquire, the lease's end for a renewal, command_timeout otherwise) and
+ * at open by connect_timeout for the whole open.  A request that changes the
+ * store and whose answer is lost answers ANYLOCK_OUTCOME_UNKNOWN; one that
+ * could not have changed anything answers ANYLOCK_IO.
  *
  * Several servers are spread by libmemcached's consistent (ketama) hashing.
  * Failed servers are never ejected: ejection would move a key to another
  * server, where a second owner could take a lock that is still held.
  *
- * libmemcached's memcached_st is not thread-safe, so the client keeps a
- * mutex-guarded pool of clones of one configured master; a call borrows a
+ * libmemcached's memcached_st is not thread-safe, so the client keeps an
+ * anylock_pool of clones of one configured master; a call borrows a
  * connection for its round trips only, never while it sleeps between polls.
  */
 #include <stdint.h>
@@ -34,6 +47,9 @@
 #define MC_KEY_MAX 250
 /* The byte that marks a mapped key; raw keys never contain it. */
 #define MC_MARK '~'
+/* What follows a lock's key in the key of its metadata item. */
+#define MC_META_SUFFIX "~m"
+#define MC_META_SUFFIX_LEN 2
 /* memcached reads expirations above 30 days as absolute Unix times. */
 #define MC_RELATIVE_MAX 2592000
 /* An absolute time in January 1970: the item expires at once. */
@@ -43,18 +59,31 @@
 /* Retries of gets + cas when the item changed between the two (the owner's
  * other handles may extend it concurrently). */
 #define MC_CAS_RETRIES 8
+/* The defaults of the URL parameters, in milliseconds. */
+#define MC_DEFAULT_CONNECT_MS 2000
+#define MC_DEFAULT_COMMAND_MS 2000
+#define MC_DEFAULT_POLL_MAX_MS 3
+/* The first pause of a waiting acquire (or poll_max if lower). */
+#define MC_POLL_FIRST_MS 2
 
 typedef struct mc_client {
-    pthread_mutex_t mu; /* guards master and idle */
+    pthread_mutex_t mu; /* guards master while a clone is made */
     int mu_init;
     memcached_st *master; /* configured, never used for I/O itself */
-    memcached_st *idle[MC_POOL_IDLE_MAX];
-    size_t nidle;
-    int64_t poll_max_ms;
+    anylock_pool *pool;   /* of clones of master */
+    int binary;
+    int64_t connect_ms, command_ms, poll_max_ms;
     char servers[200]; /* for messages */
 } mc_client;
 
 /* ---- keys ---- */
+
+typedef struct mc_keys {
+    char lock[MC_KEY_MAX + 1];
+    size_t lock_len;
+    char meta[MC_KEY_MAX + 1];
+    size_t meta_len;
+} mc_keys;
 
 /* Graphic ASCII other than the marker: what a raw key may contain. */
 static int raw_byte(unsigned char c)
@@ -70,26 +99,11 @@ static int all_raw(const char *s, size_t n)
     return 1;
 }
 
-/*
- * The memcached key for op->key (prefix + name), in out (MC_KEY_MAX + 1
- * bytes).  A key of 1 to 250 graphic ASCII bytes without '~' is used as it
- * is.  Any other key becomes P~H: H is the 64 lower-case hex digits of the
- * SHA-256 of the whole key, and P is the prefix when the prefix itself is
- * graphic ASCII without '~' (so that an operator still sees whose key it is),
- * else empty.  Raw keys never contain '~' and every mapped key does, so the
- * two forms cannot meet; two mapped keys meet only if their SHA-256 does.
- * The rule depends on nothing but the key, so every process and both
- * protocols agree on it.
- */
-static size_t map_key(const anylock_op *op, char *out)
+/* P~H for op->key (see map_key), in out; at most 128 + 1 + 64 bytes. */
+static size_t mapped_form(const anylock_op *op, char *out)
 {
-    if (op->key_len <= MC_KEY_MAX && all_raw(op->key, op->key_len)) {
-        memcpy(out, op->key, op->key_len);
-        out[op->key_len] = '\0';
-        return op->key_len;
-    }
     size_t n = 0;
-    if (all_raw(op->prefix, op->prefix_len)) {
+    if (all_raw(op->prefix, op->prefix_len) && op->prefix_len <= ANYLOCK_PREFIX_MAX) {
         memcpy(out, op->prefix, op->prefix_len);
         n = op->prefix_len;
     }
@@ -105,36 +119,134 @@ static size_t map_key(const anylock_op *op, char *out)
     return n;
 }
 
-/* ---- the connection pool ---- */
-
-static memcached_st *borrow(anylock_op *op, anylock_status *st)
+/*
+ * The memcached keys for op->key (prefix + name).  The lock's key: a key of
+ * 1 to 250 graphic ASCII bytes without '~' is used as it is; any other key
+ * becomes P~H: H is the 64 lower-case hex digits of the SHA-256 of the whole
+ * key, and P is the prefix when the prefix itself is graphic ASCII without
+ * '~' (so that an operator still sees whose key it is), else empty.  Raw
+ * keys never contain '~' and every mapped key has exactly one, followed by
+ * 64 hex digits to its end, so the two forms cannot meet; two mapped keys
+ * meet only if their SHA-256 does.
+ *
+ * The metadata key is the lock's key followed by "~m" (the mapped form's
+ * when the lock's key is raw and too long to take two more bytes).  It ends
+ * in "~m", so it is never a lock's key, and it is distinct for distinct lock
+ * keys.  The rule depends on nothing but the key, so every process and both
+ * protocols agree on it.
+ */
+static void make_keys(const anylock_op *op, mc_keys *k)
 {
-    mc_client *mc = op->state;
-    pthread_mutex_lock(&mc->mu);
-    memcached_st *m = mc->nidle ? mc->idle[--mc->nidle] : memcached_clone(NULL, mc->master);
-    pthread_mutex_unlock(&mc->mu);
-    *st = m ? ANYLOCK_OK : anylock_op_error(op, ANYLOCK_NOMEM, "memcached: cannot make a connection handle");
-    return m;
+    if (op->key_len <= MC_KEY_MAX && all_raw(op->key, op->key_len)) {
+        memcpy(k->lock, op->key, op->key_len);
+        k->lock[op->key_len] = '\0';
+        k->lock_len = op->key_len;
+    } else {
+        k->lock_len = mapped_form(op, k->lock);
+    }
+    if (k->lock_len + MC_META_SUFFIX_LEN <= MC_KEY_MAX) {
+        memcpy(k->meta, k->lock, k->lock_len);
+        k->meta_len = k->lock_len;
+    } else {
+        k->meta_len = mapped_form(op, k->meta);
+    }
+    memcpy(k->meta + k->meta_len, MC_META_SUFFIX, MC_META_SUFFIX_LEN + 1);
+    k->meta_len += MC_META_SUFFIX_LEN;
 }
 
-/* Returns m to the pool; a connection that failed is freed rather than kept,
- * so that the next call starts on fresh sockets. */
-static void give_back(anylock_op *op, memcached_st *m, int broken)
+/* ---- the connection pool ---- */
+
+static anylock_status conn_open(void *ctx, anylock_op *op, int64_t deadline, void **conn)
 {
-    mc_client *mc = op->state;
-    if (!broken) {
-        pthread_mutex_lock(&mc->mu);
-        if (mc->nidle < MC_POOL_IDLE_MAX) {
-            mc->idle[mc->nidle++] = m;
-            m = NULL;
-        }
-        pthread_mutex_unlock(&mc->mu);
+    (void)deadline; /* a clone connects on its first request, bounded by that request's deadline */
+    mc_client *mc = ctx;
+    pthread_mutex_lock(&mc->mu);
+    memcached_st *m = memcached_clone(NULL, mc->master);
+    pthread_mutex_unlock(&mc->mu);
+    if (!m)
+        return anylock_op_error(op, ANYLOCK_NOMEM, "memcached: cannot make a connection handle");
+    *conn = m;
+    return ANYLOCK_OK;
+}
+
+static void conn_close(void *ctx, void *conn)
+{
+    (void)ctx;
+    memcached_st *m = conn;
+    /* memcached_free says "quit" on a connection still open; bound it in
+     * case its socket buffer is full. */
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, 1);
+    memcached_free(m);
+}
+
+static const anylock_pool_methods pool_methods = {conn_open, conn_close, NULL};
+
+/* One call's connection and its deadline. */
+typedef struct mc_call {
+    anylock_op *op;
+    mc_client *mc;
+    memcached_st *m;
+    int64_t deadline; /* every round trip of this call ends by then */
+    int broken;       /* give the connection back closed */
+    int late;         /* the deadline passed before a request could go out */
+} mc_call;
+
+static anylock_status call_begin(anylock_op *op, mc_call *c, int64_t deadline)
+{
+    memset(c, 0, sizeof *c);
+    c->op = op;
+    c->mc = op->state;
+    c->deadline = deadline;
+    void *conn = NULL;
+    anylock_status st = anylock_pool_get(c->mc->pool, op, deadline, &conn);
+    c->m = conn;
+    return st;
+}
+
+static void call_end(mc_call *c)
+{
+    if (c->m)
+        anylock_pool_put(c->mc->pool, c->m, c->broken);
+    c->m = NULL;
+}
+
+/* Sets the connection's poll and connect timeouts to what is left of the
+ * call's deadline (libmemcached reads them at each poll); 0 if nothing is
+ * left, and then nothing may be sent. */
+static int arm(mc_call *c)
+{
+    int64_t ms = anylock_ms_until(c->deadline);
+    if (ms <= 0) {
+        c->late = 1;
+        return 0;
     }
-    if (m)
-        memcached_free(m);
+    if (ms > INT32_MAX)
+        ms = INT32_MAX;
+    int64_t connect = ms < c->mc->connect_ms ? ms : c->mc->connect_ms;
+    memcached_behavior_set(c->m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)ms);
+    memcached_behavior_set(c->m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)connect);
+    return 1;
+}
+
+/* Whether the connection to key's server is open (a request on it then
+ * needs no connect, so a failure after sending it is a lost answer). */
+static int connected(mc_call *c, const char *key, size_t key_len)
+{
+    memcached_return_t rc;
+    const memcached_instance_st *inst = memcached_server_by_key(c->m, key, key_len, &rc);
+    return inst && memcached_server_srcport(inst) != 0;
 }
 
 /* ---- errors ---- */
+
+/* memcached out of memory: text SERVER_ERROR out of memory ("SERVER FAILED
+ * TO ALLOCATE OBJECT"), or the binary protocol's ENOMEM, which libmemcached
+ * reports with its own allocation-failure code but no error of its own. */
+static int server_oom(memcached_st *m, memcached_return_t rc)
+{
+    return rc == MEMCACHED_SERVER_MEMORY_ALLOCATION_FAILURE ||
+           (rc == MEMCACHED_MEMORY_ALLOCATION_FAILURE && memcached_last_error(m) == MEMCACHED_SUCCESS);
+}
 
 static anylock_status status_for(memcached_return_t rc)
 {
@@ -178,6 +290,8 @@ static anylock_status status_for(memcached_return_t rc)
  * handle's last error then says what really happened. */
 static anylock_status classify(memcached_st *m, memcached_return_t rc)
 {
+    if (server_oom(m, rc))
+        return ANYLOCK_STORE;
     anylock_status st = status_for(rc);
     memcached_return_t last = memcached_last_error(m);
     if (st == ANYLOCK_STORE && last != MEMCACHED_SUCCESS && status_for(last) != ANYLOCK_STORE)
@@ -189,7 +303,7 @@ static anylock_status classify(memcached_st *m, memcached_return_t rc)
 static int is_broken(memcached_st *m, memcached_return_t rc)
 {
     anylock_status st = classify(m, rc);
-    return st == ANYLOCK_CONNECT || st == ANYLOCK_IO || st == ANYLOCK_PROTOCOL;
+    return st == ANYLOCK_CONNECT || st == ANYLOCK_IO || st == ANYLOCK_PROTOCOL || st == ANYLOCK_NOMEM;
 }
 
 /* libmemcached's message without its handle address ("(0x55...) ") and its
@@ -211,16 +325,69 @@ static void tidy_detail(const char *in, char *out, size_t size)
         out[--n] = '\0';
 }
 
-static anylock_status fail(anylock_op *op, memcached_st *m, memcached_return_t rc, const char *what)
+/* What went wrong, in words: libmemcached's own error when it recorded one
+ * (it does not for an answer the server gave, whose last error stays
+ * "SUCCESS"), else the text for rc. */
+static void detail_for(memcached_st *m, memcached_return_t rc, char *out, size_t size)
 {
-    mc_client *mc = op->state;
-    const char *raw = memcached_last_error_message(m);
+    if (server_oom(m, rc)) {
+        snprintf(out, size, "the server is out of memory (SERVER_ERROR out of memory storing object: it runs "
+                            "with -M, or the memory for items this size is used up)");
+        return;
+    }
+    const char *raw = memcached_last_error(m) != MEMCACHED_SUCCESS ? memcached_last_error_message(m) : NULL;
+    tidy_detail(raw && *raw ? raw : memcached_strerror(m, rc), out, size);
+}
+
+/* A failure of c's request `what`; st is its status (0: from rc). */
+static anylock_status fail_as(mc_call *c, anylock_status st, memcached_return_t rc, const char *what,
+                              const char *extra)
+{
+    anylock_op *op = c->op;
     char detail[ANYLOCK_ERRMSG_MAX];
-    tidy_detail(raw && *raw ? raw : memcached_strerror(m, rc), detail, sizeof detail);
+    detail_for(c->m, rc, detail, sizeof detail);
+    if (!st)
+        st = classify(c->m, rc);
+    if (is_broken(c->m, rc))
+        c->broken = 1;
     if (!op->name)
-        return anylock_op_error(op, classify(m, rc), "memcached %s: %s: %s", mc->servers, what, detail);
-    return anylock_op_error(op, classify(m, rc), "memcached %s: %s of lock \"%.48s\": %s", mc->servers, what,
-                            op->name, detail);
+        return anylock_op_error(op, st, "memcached %s: %s: %s%s", c->mc->servers, what, detail, extra);
+    return anylock_op_error(op, st, "memcached %s: %s of lock \"%.48s\": %s%s", c->mc->servers, what, op->name,
+                            detail, extra);
+}
+
+static anylock_status fail(mc_call *c, memcached_return_t rc, const char *what)
+{
+    return fail_as(c, 0, rc, what, "");
+}
+
+/* A failure of a request that changes the store, sent on an open
+ * connection: when the request went out and its answer did not come back
+ * (timeout, connection lost, garbled reply), the server may have done it. */
+static anylock_status fail_sent(mc_call *c, memcached_return_t rc, const char *what)
+{
+    anylock_status st = classify(c->m, rc);
+    if ((st == ANYLOCK_IO || st == ANYLOCK_CONNECT || st == ANYLOCK_PROTOCOL) && rc != MEMCACHED_WRITE_FAILURE)
+        return fail_as(c, ANYLOCK_OUTCOME_UNKNOWN, rc, what,
+                       " (the request was sent and its answer lost: it may or may not have been done)");
+    return fail(c, rc, what);
+}
+
+/* The call's deadline passed before a request could be sent. */
+static anylock_status out_of_time(mc_call *c, const char *what)
+{
+    anylock_op *op = c->op;
+    if (op->name)
+        return anylock_op_error(op, ANYLOCK_TIMEOUT, "memcached %s: %s of lock \"%.48s\": the deadline passed "
+                                "before it could be sent", c->mc->servers, what, op->name);
+    return anylock_op_error(op, ANYLOCK_TIMEOUT, "memcached %s: %s: the deadline passed before it could be sent",
+                            c->mc->servers, what);
+}
+
+/* A failure of a read (nothing sent changes the store). */
+static anylock_status read_fail(mc_call *c, memcached_return_t rc, const char *what)
+{
+    return c->late ? out_of_time(c, what) : fail(c, rc, what);
 }
 
 /* ---- expiry ---- */
@@ -232,21 +399,21 @@ static double wall_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* The expiration to send for op->expires_ms (already whole seconds, > 0) and
+/* The expiration to send for expires_ms (already whole seconds, > 0) and
  * the flags that record it.  memcached's clock ticks once a second, so an
  * item given N seconds may vanish anywhere from N - 1 to N seconds later;
  * one more second is sent so that a lock never expires before the time its
  * owner was promised (it may live up to a second longer).  Up to 30 days the
  * expiration is relative; beyond, memcached wants an absolute Unix time,
  * which is then read on the server's clock. */
-static void expiry_for(const anylock_op *op, time_t *expiration, uint32_t *flags)
+static void expiry_for(int64_t expires_ms, time_t *expiration, uint32_t *flags)
 {
-    if (op->expires_ms == 0) {
+    if (expires_ms == 0) {
         *expiration = 0;
         *flags = 0;
         return;
     }
-    int64_t secs = (op->expires_ms + 999) / 1000 + 1;
+    int64_t secs = (expires_ms + 999) / 1000 + 1;
     time_t now = time(NULL);
     *expiration = secs <= MC_RELATIVE_MAX ? (time_t)secs : now + (time_t)secs;
     *flags = (uint32_t)(now + secs - 1);
@@ -256,22 +423,51 @@ static void expiry_for(const anylock_op *op, time_t *expiration, uint32_t *flags
 
 typedef struct mc_item {
     int found;
-    char value[ANYLOCK_ID_MAX + 1];
+    char buf[128];
+    char *value; /* the whole stored value: buf, or malloc'ed when longer */
     size_t value_len;
-    int foreign; /* the value is not an owner id anylock could have written */
     uint32_t flags;
     uint64_t cas;
 } mc_item;
 
-/* gets key: fills it (found = 0 when absent). */
-static memcached_return_t read_item(memcached_st *m, const char *key, size_t key_len, mc_item *it)
+static void item_clear(mc_item *it)
 {
+    if (it->value && it->value != it->buf)
+        free(it->value);
     memset(it, 0, sizeof *it);
-    const char *keys[1] = {key};
-    size_t lens[1] = {key_len};
-    memcached_return_t rc = memcached_mget(m, keys, lens, 1);
+}
+
+static int item_take(mc_item *it, memcached_result_st *r)
+{
+    size_t n = memcached_result_length(r);
+    it->value = n < sizeof it->buf ? it->buf : malloc(n + 1);
+    if (!it->value)
+        return -1;
+    if (n)
+        memcpy(it->value, memcached_result_value(r), n);
+    it->value[n] = '\0';
+    it->value_len = n;
+    it->found = 1;
+    it->flags = memcached_result_flags(r);
+    it->cas = memcached_result_cas(r);
+    return 0;
+}
+
+/* gets of n keys, all on the server of keys[0]: fills its[i] (found = 0
+ * when absent; each zeroed or filled before). */
+static memcached_return_t read_items(mc_call *c, const char *const *keys, const size_t *lens, size_t n,
+                                     mc_item *its)
+{
+    for (size_t i = 0; i < n; i++)
+        item_clear(&its[i]);
+    if (!arm(c))
+        return MEMCACHED_TIMEOUT;
+    memcached_st *m = c->m;
+    memcached_return_t rc = memcached_mget_by_key(m, keys[0], lens[0], keys, lens, n);
     if (rc != MEMCACHED_SUCCESS)
         return rc;
+    if (!arm(c))
+        return MEMCACHED_TIMEOUT;
     /* On the stack: libmemcached frees a heap result by itself when the
      * fetch ends, but only clears one the caller owns. */
     memcached_result_st result;
@@ -279,41 +475,105 @@ static memcached_return_t read_item(memcached_st *m, const char *key, size_t key
     if (!r)
         return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     memcached_return_t frc;
+    int nomem = 0;
     while (memcached_fetch_result(m, r, &frc)) {
-        if (it->found)
-            continue;
-        size_t n = memcached_result_length(r);
-        const char *v = memcached_result_value(r);
-        it->found = 1;
-        it->flags = memcached_result_flags(r);
-        it->cas = memcached_result_cas(r);
-        it->foreign = n == 0 || n > ANYLOCK_ID_MAX;
-        for (size_t i = 0; i < n && !it->foreign; i++)
-            it->foreign = v[i] < 0x21 || v[i] > 0x7e;
-        if (!it->foreign) {
-            memcpy(it->value, v, n);
-            it->value[n] = '\0';
-            it->value_len = n;
-        }
+        const char *k = memcached_result_key_value(r);
+        size_t kl = memcached_result_key_length(r);
+        for (size_t i = 0; i < n; i++)
+            if (!its[i].found && kl == lens[i] && !memcmp(k, keys[i], kl) && item_take(&its[i], r) != 0)
+                nomem = 1;
     }
     memcached_result_free(r);
+    if (nomem)
+        return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
     if (frc == MEMCACHED_END || frc == MEMCACHED_NOTFOUND || frc == MEMCACHED_SUCCESS)
         return MEMCACHED_SUCCESS;
     return frc;
 }
 
-static int owned_by(const mc_item *it, const anylock_op *op)
+static memcached_return_t read_lock(mc_call *c, const mc_keys *k, mc_item *it)
 {
-    return it->found && !it->foreign && it->value_len == op->id_len && !memcmp(it->value, op->id, op->id_len);
+    const char *keys[1] = {k->lock};
+    size_t lens[1] = {k->lock_len};
+    return read_items(c, keys, lens, 1, it);
 }
 
-static anylock_status no_cas(anylock_op *op)
+/* The whole stored value is the whole id: any other value, even empty,
+ * longer, or equal to the id in its first bytes, is someone else's. */
+static int owned_by(const mc_item *it, const anylock_op *op)
 {
-    mc_client *mc = op->state;
-    return anylock_op_error(op, ANYLOCK_STORE_UNSAFE,
+    return it->found && it->value_len == op->id_len && !memcmp(it->value, op->id, op->id_len);
+}
+
+static anylock_status no_cas(mc_call *c)
+{
+    return anylock_op_error(c->op, ANYLOCK_STORE_UNSAFE,
                             "memcached %s returns no CAS values (started with -C?): owners could not release "
                             "or extend their locks safely",
-                            mc->servers);
+                            c->mc->servers);
+}
+
+/* ---- metadata ---- */
+
+/* Writes the holder's metadata after an acquisition, with the lock's
+ * expiration, on the lock's server.  Over the text protocol with noreply: the
+ * server answers nothing, so it costs no round trip.  Failures are not the
+ * lock's: the lock is held whatever happens here (a connection that failed
+ * is dropped). */
+static void meta_put(mc_call *c, const mc_keys *k, const char *meta, size_t meta_len, time_t expiration)
+{
+    if (!meta_len || !arm(c))
+        return;
+    memcached_st *m = c->m;
+    memcached_return_t rc;
+    if (!c->mc->binary) {
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+        rc = memcached_set_by_key(m, k->lock, k->lock_len, k->meta, k->meta_len, meta, meta_len, expiration, 0);
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    } else {
+        rc = memcached_set_by_key(m, k->lock, k->lock_len, k->meta, k->meta_len, meta, meta_len, expiration, 0);
+    }
+    if (rc != MEMCACHED_SUCCESS && is_broken(m, rc))
+        c->broken = 1;
+}
+
+/* Deletes the metadata (before the lock is let go, so that it never
+ * deletes the next holder's).  0, or -1 when the connection failed before
+ * anything that changes the lock was sent. */
+static int meta_drop(mc_call *c, const mc_keys *k)
+{
+    if (!arm(c))
+        return -1;
+    memcached_st *m = c->m;
+    memcached_return_t rc;
+    if (!c->mc->binary) {
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+        rc = memcached_delete_by_key(m, k->lock, k->lock_len, k->meta, k->meta_len, 0);
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    } else {
+        rc = memcached_delete_by_key(m, k->lock, k->lock_len, k->meta, k->meta_len, 0);
+    }
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND && is_broken(m, rc)) {
+        c->broken = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* After an extend: the metadata takes the lock's new expiration (over the
+ * text protocol by writing it again with noreply, no round trip; over the
+ * binary protocol with touch). */
+static void meta_move(mc_call *c, const mc_keys *k, const mc_item *meta, time_t expiration)
+{
+    if (!c->mc->binary) {
+        meta_put(c, k, meta->value, meta->value_len, expiration);
+        return;
+    }
+    if (!arm(c))
+        return;
+    memcached_return_t rc = memcached_touch_by_key(c->m, k->lock, k->lock_len, k->meta, k->meta_len, expiration);
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND && is_broken(c->m, rc))
+        c->broken = 1;
 }
 
 /* ---- open / close ---- */
@@ -332,16 +592,18 @@ static anylock_status behave(anylock_op *op, memcached_st *m, memcached_behavior
 /*
  * Checks that every server hands out CAS values: a server started with -C
  * answers gets with a CAS of 0, and then nothing could release a lock safely.
- * For each server a probe key that hashes to it is written, read back with
- * gets and deleted.  Probe keys contain '~' followed by text that is not 64
- * hex digits, so no lock key is ever a probe key.
+ * For each server a probe key that hashes to it is written (for 2 s) and
+ * read back with gets.  Probe keys contain '~' followed by text that is not
+ * 64 hex digits and does not end in "~m", so no lock or metadata key is ever
+ * a probe key.  Bounded, with the rest of open, by deadline.
  */
-static anylock_status probe_cas(anylock_op *op)
+static anylock_status probe_cas(anylock_op *op, int64_t deadline)
 {
-    anylock_status st;
-    memcached_st *m = borrow(op, &st);
-    if (!m)
+    mc_call c;
+    anylock_status st = call_begin(op, &c, deadline);
+    if (st != ANYLOCK_OK)
         return st;
+    memcached_st *m = c.m;
     uint32_t nservers = memcached_server_count(m);
     int done[64] = {0};
     uint32_t left = nservers < 64 ? nservers : 64;
@@ -353,28 +615,43 @@ static anylock_status probe_cas(anylock_op *op)
             continue;
         done[server] = 1;
         left--;
-        memcached_return_t rc = memcached_set(m, key, (size_t)n, "probe", 5, 30, 0);
+        if (!arm(&c)) {
+            call_end(&c);
+            return anylock_op_error(op, ANYLOCK_CONNECT, "memcached %s: checking CAS support: no answer within "
+                                    "connect_timeout (%lld ms)", c.mc->servers, (long long)c.mc->connect_ms);
+        }
+        memcached_return_t rc = memcached_set(m, key, (size_t)n, "probe", 5, 2, 0);
         mc_item it;
-        if (rc == MEMCACHED_SUCCESS)
-            rc = read_item(m, key, (size_t)n, &it);
+        memset(&it, 0, sizeof it);
+        if (rc == MEMCACHED_SUCCESS) {
+            const char *keys[1] = {key};
+            size_t lens[1] = {(size_t)n};
+            rc = read_items(&c, keys, lens, 1, &it);
+        }
         if (rc != MEMCACHED_SUCCESS) {
-            st = fail(op, m, rc, "checking CAS support");
-            give_back(op, m, is_broken(m, rc));
+            st = c.late ? anylock_op_error(op, ANYLOCK_CONNECT, "memcached %s: checking CAS support: no answer "
+                                           "within connect_timeout (%lld ms)", c.mc->servers,
+                                           (long long)c.mc->connect_ms)
+                        : fail(&c, rc, "checking CAS support");
+            call_end(&c);
             return st;
         }
-        memcached_delete(m, key, (size_t)n, 0);
-        if (it.found && it.cas == 0) {
-            give_back(op, m, 0);
-            return no_cas(op);
+        int zero = it.found && it.cas == 0;
+        item_clear(&it);
+        if (zero) {
+            st = no_cas(&c);
+            call_end(&c);
+            return st;
         }
     }
-    give_back(op, m, 0);
+    call_end(&c);
     return ANYLOCK_OK;
 }
 
 static anylock_status mc_open(anylock_op *op, const anylock_url *url)
 {
     mc_client *mc = op->state;
+    int64_t started = anylock_now_ns();
     if (url->user || url->password)
         return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO,
                                 "memcached:// takes no user or password (SASL is not supported)");
@@ -383,36 +660,38 @@ static anylock_status mc_open(anylock_op *op, const anylock_url *url)
     if (url->path[0] && strcmp(url->path, "/"))
         return anylock_op_error(op, ANYLOCK_URL_BAD_PATH, "memcached:// takes no path");
 
-    int binary = 0;
     const char *proto = anylock_url_param_get(url, "protocol");
     if (proto && !strcmp(proto, "binary"))
-        binary = 1;
+        mc->binary = 1;
     else if (proto && strcmp(proto, "text"))
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "URL parameter protocol must be \"text\" or \"binary\"");
-    int64_t connect_ms, command_ms, io_ms;
-    anylock_status st = anylock_url_param_ms(op, url, "connect_timeout", 2000, &connect_ms);
+    int64_t io_ms;
+    anylock_status st = anylock_url_param_ms(op, url, "connect_timeout", MC_DEFAULT_CONNECT_MS, &mc->connect_ms);
     if (st == ANYLOCK_OK)
-        st = anylock_url_param_ms(op, url, "command_timeout", 2000, &command_ms);
+        st = anylock_url_param_ms(op, url, "command_timeout", MC_DEFAULT_COMMAND_MS, &mc->command_ms);
     if (st == ANYLOCK_OK)
-        st = anylock_url_param_ms(op, url, "io_timeout", command_ms, &io_ms);
+        st = anylock_url_param_ms(op, url, "io_timeout", mc->command_ms, &io_ms);
     if (st == ANYLOCK_OK)
-        st = anylock_url_param_ms(op, url, "poll_max", 3, &mc->poll_max_ms);
+        st = anylock_url_param_ms(op, url, "poll_max", MC_DEFAULT_POLL_MAX_MS, &mc->poll_max_ms);
     if (st != ANYLOCK_OK)
         return st;
     if (anylock_url_param_get(url, "io_timeout")) {
         if (anylock_url_param_get(url, "command_timeout"))
             return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
                                     "URL parameters command_timeout and io_timeout are the same: give one");
-        command_ms = io_ms;
+        mc->command_ms = io_ms;
     }
-    if (connect_ms <= 0 || command_ms <= 0 || mc->poll_max_ms <= 0 || connect_ms > INT32_MAX / 1000 ||
-        command_ms > INT32_MAX / 1000)
+    if (mc->connect_ms <= 0 || mc->command_ms <= 0 || mc->poll_max_ms <= 0 || mc->connect_ms > INT32_MAX / 1000 ||
+        mc->command_ms > INT32_MAX / 1000)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
                                 "URL parameters connect_timeout, command_timeout and poll_max must be more than 0 s "
                                 "(timeouts at most %d s)",
                                 INT32_MAX / 1000000);
+    /* All of open (connects and the CAS probe) within connect_timeout. */
+    int64_t deadline = started + mc->connect_ms * 1000000;
 
-    pthread_mutex_init(&mc->mu, NULL);
+    if (pthread_mutex_init(&mc->mu, NULL) != 0)
+        return ANYLOCK_NOMEM;
     mc->mu_init = 1;
     mc->master = memcached_create(NULL);
     if (!mc->master)
@@ -436,27 +715,29 @@ static anylock_status mc_open(anylock_op *op, const anylock_url *url)
     /* Ketama spreads keys so that each key always lands on the same server,
      * whatever the order of the list.  Failed servers are never ejected or
      * removed (that would move their keys to another server), and a failed
-     * server is retried on the next call rather than after a pause. */
+     * server is retried on the next call rather than after a pause.  The
+     * timeouts are set again before each round trip from the call's
+     * deadline; these are the clones' starting values. */
     if ((st = behave(op, m, MEMCACHED_BEHAVIOR_KETAMA, 1, "ketama hashing")) ||
         (st = behave(op, m, MEMCACHED_BEHAVIOR_SUPPORT_CAS, 1, "CAS support")) ||
-        (st = behave(op, m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, (uint64_t)binary, "the protocol")) ||
+        (st = behave(op, m, MEMCACHED_BEHAVIOR_BINARY_PROTOCOL, (uint64_t)mc->binary, "the protocol")) ||
         (st = behave(op, m, MEMCACHED_BEHAVIOR_TCP_NODELAY, 1, "TCP_NODELAY")) ||
         (st = behave(op, m, MEMCACHED_BEHAVIOR_AUTO_EJECT_HOSTS, 0, "no ejection")) ||
         (st = behave(op, m, MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, 0, "no removal")) ||
         (st = behave(op, m, MEMCACHED_BEHAVIOR_RETRY_TIMEOUT, 0, "the retry timeout")) ||
-        (st = behave(op, m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)connect_ms, "connect_timeout")) ||
-        (st = behave(op, m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)command_ms, "command_timeout")) ||
-        (st = behave(op, m, MEMCACHED_BEHAVIOR_SND_TIMEOUT, (uint64_t)command_ms * 1000, "command_timeout")) ||
-        (st = behave(op, m, MEMCACHED_BEHAVIOR_RCV_TIMEOUT, (uint64_t)command_ms * 1000, "command_timeout")))
+        (st = behave(op, m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)mc->connect_ms, "connect_timeout")) ||
+        (st = behave(op, m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)mc->command_ms, "command_timeout")))
         return st;
-    return probe_cas(op);
+    if ((st = anylock_pool_create(&pool_methods, mc, MC_POOL_IDLE_MAX, &mc->pool)) != ANYLOCK_OK)
+        return st;
+    return probe_cas(op, deadline);
 }
 
 static void mc_close(anylock_op *op)
 {
     mc_client *mc = op->state;
-    while (mc->nidle)
-        memcached_free(mc->idle[--mc->nidle]);
+    anylock_pool_destroy(mc->pool);
+    mc->pool = NULL;
     if (mc->master)
         memcached_free(mc->master);
     mc->master = NULL;
@@ -465,60 +746,97 @@ static void mc_close(anylock_op *op)
     mc->mu_init = 0;
 }
 
-/* ---- the slots ---- */
+/* ---- acquire ---- */
 
-/* One attempt of acquire: OK, BUSY, ALREADY_HELD or an error. */
-static anylock_status try_add(anylock_op *op, const char *key, size_t key_len)
+static anylock_status held_by_someone(anylock_op *op, const mc_item *it)
 {
-    anylock_status st;
-    memcached_st *m = borrow(op, &st);
-    if (!m)
-        return st;
-    time_t expiration;
-    uint32_t flags;
-    /* Twice at most: a lock freed between add and get is tried once more. */
-    for (int round = 0; round < 2; round++) {
-        expiry_for(op, &expiration, &flags);
-        memcached_return_t rc = memcached_add(m, key, key_len, op->id, op->id_len, expiration, flags);
-        if (rc == MEMCACHED_SUCCESS) {
-            give_back(op, m, 0);
-            return ANYLOCK_OK;
-        }
-        if (rc != MEMCACHED_NOTSTORED && rc != MEMCACHED_DATA_EXISTS) {
-            st = fail(op, m, rc, "add");
-            give_back(op, m, is_broken(m, rc));
-            return st;
-        }
-        mc_item it;
-        rc = read_item(m, key, key_len, &it);
-        if (rc != MEMCACHED_SUCCESS) {
-            st = fail(op, m, rc, "get");
-            give_back(op, m, is_broken(m, rc));
-            return st;
-        }
-        if (it.found) {
-            give_back(op, m, 0);
-            if (owned_by(&it, op))
-                return anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
-                                        op->name);
-            return ANYLOCK_BUSY;
-        }
-    }
-    give_back(op, m, 0);
+    if (owned_by(it, op))
+        return anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
+                                op->name);
     return ANYLOCK_BUSY;
+}
+
+/*
+ * One attempt of acquire, its round trips bounded by command_timeout and the
+ * wait deadline: OK, BUSY, ALREADY_HELD, OUTCOME_UNKNOWN or an error.  The
+ * first attempt on an open connection goes straight to `add` (one round trip
+ * for a free lock); later attempts, and any on a connection not yet open,
+ * first read the item (a waiter then polls with one round trip, and a failure
+ * there changes nothing), and `add` only when it is gone.
+ */
+static anylock_status try_add(anylock_op *op, const mc_keys *k, int first)
+{
+    mc_call c;
+    mc_client *mc = op->state;
+    anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
+    if (st != ANYLOCK_OK)
+        return st;
+    int look = !first || !connected(&c, k->lock, k->lock_len);
+    mc_item it;
+    memset(&it, 0, sizeof it);
+    st = ANYLOCK_BUSY;
+    for (int round = 0; round < 3; round++) {
+        if (look) {
+            memcached_return_t rc = read_lock(&c, k, &it);
+            if (rc != MEMCACHED_SUCCESS) {
+                st = read_fail(&c, rc, "get");
+                break;
+            }
+            if (it.found) {
+                st = held_by_someone(op, &it);
+                break;
+            }
+        }
+        time_t expiration;
+        uint32_t flags;
+        expiry_for(op->expires_ms, &expiration, &flags);
+        if (!arm(&c)) {
+            st = out_of_time(&c, "add");
+            break;
+        }
+        int64_t sent = anylock_now_ns();
+        memcached_return_t rc = memcached_add(c.m, k->lock, k->lock_len, op->id, op->id_len, expiration, flags);
+        if (rc == MEMCACHED_SUCCESS) {
+            op->granted_at = sent;
+            meta_put(&c, k, op->meta, op->meta_len, expiration);
+            st = ANYLOCK_OK;
+            break;
+        }
+        if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS) {
+            look = 1; /* held: by whom?  (Or freed since: add again.) */
+            continue;
+        }
+        if (server_oom(c.m, rc)) {
+            /* memcached allocates the new item before it looks for the old
+             * one, so a full server answers a held lock's add with "out of
+             * memory" too: read it to tell. */
+            memcached_return_t rrc = read_lock(&c, k, &it);
+            if (rrc == MEMCACHED_SUCCESS && it.found)
+                st = held_by_someone(op, &it);
+            else
+                st = fail(&c, rc, "add");
+            break;
+        }
+        st = fail_sent(&c, rc, "add");
+        break;
+    }
+    item_clear(&it);
+    call_end(&c);
+    return st;
 }
 
 static anylock_status mc_acquire(anylock_op *op)
 {
     mc_client *mc = op->state;
-    char key[MC_KEY_MAX + 1];
-    size_t key_len = map_key(op, key);
+    mc_keys k;
+    make_keys(op, &k);
     anylock_backoff b;
     /* A short first retry catches a quick release; the ceiling bounds both
      * the latency after a release and the load many waiters put on memcached. */
-    anylock_backoff_init(&b, mc->poll_max_ms < 2 ? mc->poll_max_ms : 2, mc->poll_max_ms);
-    for (;;) {
-        anylock_status st = try_add(op, key, key_len);
+    anylock_backoff_init(&b, mc->poll_max_ms < MC_POLL_FIRST_MS ? mc->poll_max_ms : MC_POLL_FIRST_MS,
+                         mc->poll_max_ms);
+    for (int first = 1;; first = 0) {
+        anylock_status st = try_add(op, &k, first);
         if (st != ANYLOCK_BUSY)
             return st;
         if (op->deadline == 0)
@@ -528,62 +846,100 @@ static anylock_status mc_acquire(anylock_op *op)
     }
 }
 
-/* gets + cas for release (expiration MC_EXPIRE_NOW) and extend. */
+/* ---- release and extend ---- */
+
+/* gets + cas for release (expiration MC_EXPIRE_NOW) and extend, all within
+ * command_timeout (and op->deadline). */
 static anylock_status change_owned(anylock_op *op, int release)
 {
-    char key[MC_KEY_MAX + 1];
-    size_t key_len = map_key(op, key);
+    mc_client *mc = op->state;
+    mc_keys k;
+    make_keys(op, &k);
     const char *what = release ? "release" : "extend";
-    anylock_status st;
-    memcached_st *m = borrow(op, &st);
-    if (!m)
+    mc_call c;
+    anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
+    if (st != ANYLOCK_OK)
         return st;
+    /* Extend reads the metadata beside the lock, to move its expiry too. */
+    const char *keys[2] = {k.lock, k.meta};
+    size_t lens[2] = {k.lock_len, k.meta_len};
+    mc_item its[2];
+    memset(its, 0, sizeof its);
+    int meta_dropped = 0;
+    st = ANYLOCK_STORE;
     for (int round = 0; round < MC_CAS_RETRIES; round++) {
-        mc_item it;
-        memcached_return_t rc = read_item(m, key, key_len, &it);
+        memcached_return_t rc = read_items(&c, keys, lens, release ? 1 : 2, its);
         if (rc != MEMCACHED_SUCCESS) {
-            st = fail(op, m, rc, what);
-            give_back(op, m, is_broken(m, rc));
-            return st;
+            /* Nothing that changes the lock was sent. */
+            st = read_fail(&c, rc, what);
+            goto done;
         }
-        if (!owned_by(&it, op)) {
-            give_back(op, m, 0);
-            return anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is %s", op->name,
-                                    it.found ? "held by another owner" : "not held (expired, evicted or reset)");
+        mc_item *it = &its[0];
+        if (!owned_by(it, op)) {
+            st = anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is %s", op->name,
+                                  it->found ? "held by another owner" : "not held (expired, evicted or reset)");
+            goto done;
         }
-        if (it.cas == 0) {
-            give_back(op, m, 0);
-            return no_cas(op);
+        if (it->cas == 0) {
+            st = no_cas(&c);
+            goto done;
         }
         time_t expiration = MC_EXPIRE_NOW;
-        uint32_t flags = it.flags;
+        uint32_t flags = it->flags;
         if (!release) {
-            if (it.flags == 0) {
-                give_back(op, m, 0);
-                return anylock_op_error(op, ANYLOCK_NOT_EXPIRABLE, "lock \"%.64s\" was taken without an expiry",
-                                        op->name);
+            if (it->flags == 0) {
+                st = anylock_op_error(op, ANYLOCK_NOT_EXPIRABLE, "lock \"%.64s\" was taken without an expiry",
+                                      op->name);
+                goto done;
             }
-            expiry_for(op, &expiration, &flags);
+            expiry_for(op->expires_ms, &expiration, &flags);
+        } else if (!meta_dropped) {
+            /* Before the lock goes, so that it is never the next holder's. */
+            if (meta_drop(&c, &k) != 0) {
+                st = anylock_op_error(op, ANYLOCK_IO, "memcached %s: release of lock \"%.48s\": the connection "
+                                      "failed before the lock was released (it is still held)", mc->servers,
+                                      op->name);
+                goto done;
+            }
+            meta_dropped = 1;
         }
-        rc = memcached_cas(m, key, key_len, op->id, op->id_len, expiration, flags, it.cas);
+        if (!arm(&c)) {
+            st = out_of_time(&c, what);
+            goto done;
+        }
+        int64_t sent = anylock_now_ns();
+        rc = memcached_cas(c.m, k.lock, k.lock_len, op->id, op->id_len, expiration, flags, it->cas);
         if (rc == MEMCACHED_SUCCESS) {
-            give_back(op, m, 0);
-            return ANYLOCK_OK;
+            if (!release) {
+                op->granted_at = sent;
+                if (its[1].found)
+                    meta_move(&c, &k, &its[1], expiration);
+            }
+            st = ANYLOCK_OK;
+            goto done;
         }
         if (rc == MEMCACHED_NOTFOUND) {
-            give_back(op, m, 0);
-            return anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held (expired, evicted or reset)",
-                                    op->name);
+            st = anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held (expired, evicted or reset)",
+                                  op->name);
+            goto done;
         }
         if (rc != MEMCACHED_DATA_EXISTS) {
-            st = fail(op, m, rc, what);
-            give_back(op, m, is_broken(m, rc));
-            return st;
+            /* Out of memory: a cas stores a new item, which a full memcached
+             * cannot; the lock stays (until its expiry) and the caller hears
+             * so. */
+            st = server_oom(c.m, rc) ? fail_as(&c, ANYLOCK_STORE, rc, what,
+                                               release ? ": the lock stays held until its expiry or a reset" : "")
+                                     : fail_sent(&c, rc, what);
+            goto done;
         }
         /* The item changed since gets: read it again to see who owns it. */
     }
-    give_back(op, m, 0);
-    return anylock_op_error(op, ANYLOCK_STORE, "lock \"%.64s\": the item kept changing during %s", op->name, what);
+    st = anylock_op_error(op, ANYLOCK_STORE, "lock \"%.64s\": the item kept changing during %s", op->name, what);
+done:
+    item_clear(&its[0]);
+    item_clear(&its[1]);
+    call_end(&c);
+    return st;
 }
 
 static anylock_status mc_release(anylock_op *op)
@@ -596,62 +952,85 @@ static anylock_status mc_extend(anylock_op *op)
     return change_owned(op, 0);
 }
 
-static anylock_status mc_inspect(anylock_op *op, anylock_info *info)
+/* ---- inspect, reset ---- */
+
+/* Emits the holder of op->key, with its metadata: one round trip for both
+ * items.  memcached cannot enumerate keys, so there is nothing to list. */
+static anylock_status mc_enumerate(anylock_op *op, anylock_emitter *em)
 {
-    char key[MC_KEY_MAX + 1];
-    size_t key_len = map_key(op, key);
-    anylock_status st;
-    memcached_st *m = borrow(op, &st);
-    if (!m)
+    mc_client *mc = op->state;
+    if (!op->name)
+        return anylock_op_error(op, ANYLOCK_UNSUPPORTED, "memcached cannot list its keys");
+    mc_keys k;
+    make_keys(op, &k);
+    mc_call c;
+    anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
+    if (st != ANYLOCK_OK)
         return st;
-    mc_item it;
-    memcached_return_t rc = read_item(m, key, key_len, &it);
+    const char *keys[2] = {k.lock, k.meta};
+    size_t lens[2] = {k.lock_len, k.meta_len};
+    mc_item its[2];
+    memset(its, 0, sizeof its);
+    memcached_return_t rc = read_items(&c, keys, lens, 2, its);
     if (rc != MEMCACHED_SUCCESS) {
-        st = fail(op, m, rc, "inspect");
-        give_back(op, m, is_broken(m, rc));
-        return st;
+        st = fail(&c, rc, "inspect");
+    } else if (its[0].found) {
+        int64_t left = -1;
+        if (its[0].flags) {
+            /* The holder's clock wrote the expiry; memcached keeps an item
+             * up to about a second past it.  A lock still there is reported
+             * with a little time left rather than none. */
+            double s = (double)its[0].flags - wall_now();
+            left = s > 0.001 ? (int64_t)(s * 1000 + 0.5) : 1;
+        }
+        anylock_record r = {
+            .name = op->name,
+            .name_len = op->name_len,
+            .id = its[0].value,
+            .id_len = its[0].value_len,
+            .expires_in_ms = left,
+            .mode = ANYLOCK_EXCLUSIVE,
+            .meta = its[1].found ? its[1].value : NULL,
+            .meta_len = its[1].found ? its[1].value_len : 0,
+        };
+        anylock_emit(em, &r);
     }
-    give_back(op, m, 0);
-    if (!it.found)
-        return ANYLOCK_OK;
-    info->held = 1;
-    if (!it.foreign)
-        memcpy(info->owner, it.value, it.value_len + 1);
-    if (it.flags == 0) {
-        info->expires_in = ANYLOCK_FOREVER;
-    } else {
-        /* The holder's clock wrote the expiry; memcached keeps an item up to
-         * about a second past it.  A lock still there is reported with a
-         * little time left rather than none. */
-        double left = (double)it.flags - wall_now();
-        info->expires_in = left > 0.001 ? left : 0.001;
-    }
-    return ANYLOCK_OK;
+    item_clear(&its[0]);
+    item_clear(&its[1]);
+    call_end(&c);
+    return st;
 }
 
 static anylock_status mc_reset(anylock_op *op)
 {
-    char key[MC_KEY_MAX + 1];
-    size_t key_len = map_key(op, key);
-    anylock_status st;
-    memcached_st *m = borrow(op, &st);
-    if (!m)
+    mc_client *mc = op->state;
+    mc_keys k;
+    make_keys(op, &k);
+    mc_call c;
+    anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
+    if (st != ANYLOCK_OK)
         return st;
-    memcached_return_t rc = memcached_delete(m, key, key_len, 0);
-    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
-        st = fail(op, m, rc, "reset");
-        give_back(op, m, is_broken(m, rc));
-        return st;
+    const char *keys[2] = {k.meta, k.lock};
+    size_t lens[2] = {k.meta_len, k.lock_len};
+    for (int i = 0; i < 2 && st == ANYLOCK_OK; i++) {
+        if (!arm(&c)) {
+            st = out_of_time(&c, "reset");
+            break;
+        }
+        memcached_return_t rc = memcached_delete_by_key(c.m, k.lock, k.lock_len, keys[i], lens[i], 0);
+        if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND)
+            st = i ? fail_sent(&c, rc, "reset") : fail(&c, rc, "reset");
     }
-    give_back(op, m, 0);
-    return ANYLOCK_OK;
+    call_end(&c);
+    return st;
 }
 
-/* memcached cannot enumerate keys, so reset_all and list are left out: the
- * core answers ANYLOCK_UNSUPPORTED (see docs/memcached.md for why no index
- * is kept). */
+/* memcached cannot enumerate keys, so there is no LIST flag and no
+ * reset_all: the core answers ANYLOCK_UNSUPPORTED (see docs/memcached.md for
+ * why no index is kept).  No TOKEN: nothing in memcached gives a number
+ * that rises for ever with each acquisition (docs/memcached.md). */
 const anylock_backend anylock__memcached_backend = {
-    .version = 1, /* TODO(v2 port) */
+    .version = ANYLOCK_BACKEND_VERSION,
     .name = "memcached",
     .state_size = sizeof(mc_client),
     .flags = 0,
@@ -662,8 +1041,8 @@ const anylock_backend anylock__memcached_backend = {
     .acquire = mc_acquire,
     .release = mc_release,
     .extend = mc_extend,
-    .inspect = mc_inspect,
     .reset = mc_reset,
     .reset_all = NULL,
-    .list = NULL,
+    .lock_size = 0,
+    .enumerate = mc_enumerate,
 };
