@@ -189,6 +189,7 @@ typedef struct mc_call {
     int64_t deadline; /* every round trip of this call ends by then */
     int broken;       /* give the connection back closed */
     int late;         /* the deadline passed before a request could go out */
+    int64_t armed_ms; /* the bound of the last round trip */
 } mc_call;
 
 static anylock_status call_begin(anylock_op *op, mc_call *c, int64_t deadline)
@@ -222,6 +223,7 @@ static int arm(mc_call *c)
     }
     if (ms > INT32_MAX)
         ms = INT32_MAX;
+    c->armed_ms = ms;
     int64_t connect = ms < c->mc->connect_ms ? ms : c->mc->connect_ms;
     memcached_behavior_set(c->m, MEMCACHED_BEHAVIOR_POLL_TIMEOUT, (uint64_t)ms);
     memcached_behavior_set(c->m, MEMCACHED_BEHAVIOR_CONNECT_TIMEOUT, (uint64_t)connect);
@@ -320,6 +322,10 @@ static void tidy_detail(const char *in, char *out, size_t size)
     char *arrow = strstr(out, " -> ");
     if (arrow)
         *arrow = '\0';
+    /* The host is in our own message already. */
+    char *host = strstr(out, "host: ");
+    if (host)
+        *host = '\0';
     size_t n = strlen(out);
     while (n && (out[n - 1] == ' ' || out[n - 1] == ','))
         out[--n] = '\0';
@@ -328,8 +334,13 @@ static void tidy_detail(const char *in, char *out, size_t size)
 /* What went wrong, in words: libmemcached's own error when it recorded one
  * (it does not for an answer the server gave, whose last error stays
  * "SUCCESS"), else the text for rc. */
-static void detail_for(memcached_st *m, memcached_return_t rc, char *out, size_t size)
+static void detail_for(const mc_call *c, memcached_return_t rc, char *out, size_t size)
 {
+    memcached_st *m = c->m;
+    if (rc == MEMCACHED_TIMEOUT || memcached_last_error(m) == MEMCACHED_TIMEOUT) {
+        snprintf(out, size, "no answer within %lld ms", (long long)c->armed_ms);
+        return;
+    }
     if (server_oom(m, rc)) {
         snprintf(out, size, "the server is out of memory (SERVER_ERROR out of memory storing object: it runs "
                             "with -M, or the memory for items this size is used up)");
@@ -345,7 +356,7 @@ static anylock_status fail_as(mc_call *c, anylock_status st, memcached_return_t 
 {
     anylock_op *op = c->op;
     char detail[ANYLOCK_ERRMSG_MAX];
-    detail_for(c->m, rc, detail, sizeof detail);
+    detail_for(c, rc, detail, sizeof detail);
     if (!st)
         st = classify(c->m, rc);
     if (is_broken(c->m, rc))
