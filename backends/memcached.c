@@ -50,6 +50,9 @@
 /* What follows a lock's key in the key of its metadata item. */
 #define MC_META_SUFFIX "~m"
 #define MC_META_SUFFIX_LEN 2
+/* ... of its waiting-writer marker, and what ends a member item's key. */
+#define MC_WAIT_SUFFIX "~w"
+#define MC_MEMBER_SUFFIX "~h"
 /* memcached reads expirations above 30 days as absolute Unix times. */
 #define MC_RELATIVE_MAX 2592000
 /* An absolute time in January 1970: the item expires at once. */
@@ -83,6 +86,8 @@ typedef struct mc_keys {
     size_t lock_len;
     char meta[MC_KEY_MAX + 1];
     size_t meta_len;
+    char wait[MC_KEY_MAX + 1]; /* the waiting-writer marker (shared locks) */
+    size_t wait_len;
 } mc_keys;
 
 /* Graphic ASCII other than the marker: what a raw key may contain. */
@@ -119,6 +124,40 @@ static size_t mapped_form(const anylock_op *op, char *out)
     return n;
 }
 
+/* P~H followed by suffix, for the items that go with a lock: P is the
+ * lock's memcached key up to its first '~' (at most 128 bytes, so that an
+ * operator still sees whose item it is), H the 64 hex digits of the SHA-256
+ * of data.  It depends on nothing but the lock's memcached key and data. */
+static size_t derived_key(const char *lock, size_t lock_len, const void *data, size_t len, const char *suffix,
+                          char *out)
+{
+    size_t n = 0;
+    while (n < lock_len && n < ANYLOCK_PREFIX_MAX && lock[n] != MC_MARK)
+        n++;
+    memcpy(out, lock, n);
+    out[n++] = MC_MARK;
+    unsigned char digest[32];
+    anylock_sha256(data, len, digest);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[n++] = hex[digest[i] >> 4];
+        out[n++] = hex[digest[i] & 15];
+    }
+    memcpy(out + n, suffix, MC_META_SUFFIX_LEN + 1);
+    return n + MC_META_SUFFIX_LEN;
+}
+
+/* The lock's key followed by suffix, or P~H followed by suffix (H: the
+ * SHA-256 of the lock's key) when the lock's key has no room for it. */
+static size_t beside_key(const mc_keys *k, const char *suffix, char *out)
+{
+    if (k->lock_len + MC_META_SUFFIX_LEN > MC_KEY_MAX)
+        return derived_key(k->lock, k->lock_len, k->lock, k->lock_len, suffix, out);
+    memcpy(out, k->lock, k->lock_len);
+    memcpy(out + k->lock_len, suffix, MC_META_SUFFIX_LEN + 1);
+    return k->lock_len + MC_META_SUFFIX_LEN;
+}
+
 /*
  * The memcached keys for op->key (prefix + name).  The lock's key: a key of
  * 1 to 250 graphic ASCII bytes without '~' is used as it is; any other key
@@ -129,10 +168,13 @@ static size_t mapped_form(const anylock_op *op, char *out)
  * 64 hex digits to its end, so the two forms cannot meet; two mapped keys
  * meet only if their SHA-256 does.
  *
- * The metadata key is the lock's key followed by "~m" (the mapped form's
- * when the lock's key is raw and too long to take two more bytes).  It ends
- * in "~m", so it is never a lock's key, and it is distinct for distinct lock
- * keys.  The rule depends on nothing but the key, so every process and both
+ * The items that go with a lock are named from the lock's memcached key
+ * alone: its metadata is the lock's key followed by "~m" (beside_key), its
+ * waiting-writer marker the same with "~w", a share holder's member item
+ * P~H~h with H the SHA-256 of the lock's key, a newline and the holder's id
+ * (member_key).  They end in "~m", "~w" and "~h", so they are never a lock's
+ * key nor each other's, and they are distinct for distinct lock keys (and
+ * ids).  The rule depends on nothing but the key, so every process and both
  * protocols agree on it.
  */
 static void make_keys(const anylock_op *op, mc_keys *k)
@@ -144,14 +186,8 @@ static void make_keys(const anylock_op *op, mc_keys *k)
     } else {
         k->lock_len = mapped_form(op, k->lock);
     }
-    if (k->lock_len + MC_META_SUFFIX_LEN <= MC_KEY_MAX) {
-        memcpy(k->meta, k->lock, k->lock_len);
-        k->meta_len = k->lock_len;
-    } else {
-        k->meta_len = mapped_form(op, k->meta);
-    }
-    memcpy(k->meta + k->meta_len, MC_META_SUFFIX, MC_META_SUFFIX_LEN + 1);
-    k->meta_len += MC_META_SUFFIX_LEN;
+    k->meta_len = beside_key(k, MC_META_SUFFIX, k->meta);
+    k->wait_len = beside_key(k, MC_WAIT_SUFFIX, k->wait);
 }
 
 /* ---- the connection pool ---- */
@@ -417,17 +453,28 @@ static double wall_now(void)
  * owner was promised (it may live up to a second longer).  Up to 30 days the
  * expiration is relative; beyond, memcached wants an absolute Unix time,
  * which is then read on the server's clock. */
-static void expiry_for(int64_t expires_ms, time_t *expiration, uint32_t *flags)
+/* The seconds sent for expires_ms (see expiry_for; 0: never), and the
+ * expiration memcached wants for them now, with the flags that record it. */
+static int64_t secs_for(int64_t expires_ms)
 {
-    if (expires_ms == 0) {
+    return expires_ms ? (expires_ms + 999) / 1000 + 1 : 0;
+}
+
+static void expiration_of(int64_t secs, time_t *expiration, uint32_t *flags)
+{
+    if (secs == 0) {
         *expiration = 0;
         *flags = 0;
         return;
     }
-    int64_t secs = (expires_ms + 999) / 1000 + 1;
     time_t now = time(NULL);
     *expiration = secs <= MC_RELATIVE_MAX ? (time_t)secs : now + (time_t)secs;
     *flags = (uint32_t)(now + secs - 1);
+}
+
+static void expiry_for(int64_t expires_ms, time_t *expiration, uint32_t *flags)
+{
+    expiration_of(secs_for(expires_ms), expiration, flags);
 }
 
 /* ---- reads ---- */
@@ -464,17 +511,21 @@ static int item_take(mc_item *it, memcached_result_st *r)
     return 0;
 }
 
-/* gets of n keys, all on the server of keys[0]: fills its[i] (found = 0
- * when absent; each zeroed or filled before). */
+/* gets of n keys, all on the server of the group key (keys[0] when NULL):
+ * fills its[i] (found = 0 when absent; each zeroed or filled before). */
 static memcached_return_t read_items(mc_call *c, const char *const *keys, const size_t *lens, size_t n,
-                                     mc_item *its)
+                                     mc_item *its, const char *group, size_t group_len)
 {
+    if (!group) {
+        group = keys[0];
+        group_len = lens[0];
+    }
     for (size_t i = 0; i < n; i++)
         item_clear(&its[i]);
     if (!arm(c))
         return MEMCACHED_TIMEOUT;
     memcached_st *m = c->m;
-    memcached_return_t rc = memcached_mget_by_key(m, keys[0], lens[0], keys, lens, n);
+    memcached_return_t rc = memcached_mget_by_key(m, group, group_len, keys, lens, n);
     if (rc != MEMCACHED_SUCCESS)
         return rc;
     if (!arm(c))
@@ -506,7 +557,7 @@ static memcached_return_t read_lock(mc_call *c, const mc_keys *k, mc_item *it)
 {
     const char *keys[1] = {k->lock};
     size_t lens[1] = {k->lock_len};
-    return read_items(c, keys, lens, 1, it);
+    return read_items(c, keys, lens, 1, it, NULL, 0);
 }
 
 /* The whole stored value is the whole id: any other value, even empty,
@@ -637,7 +688,7 @@ static anylock_status probe_cas(anylock_op *op, int64_t deadline)
         if (rc == MEMCACHED_SUCCESS) {
             const char *keys[1] = {key};
             size_t lens[1] = {(size_t)n};
-            rc = read_items(&c, keys, lens, 1, &it);
+            rc = read_items(&c, keys, lens, 1, &it, NULL, 0);
         }
         if (rc != MEMCACHED_SUCCESS) {
             st = c.late ? anylock_op_error(op, ANYLOCK_CONNECT, "memcached %s: checking CAS support: no answer "
@@ -757,32 +808,520 @@ static void mc_close(anylock_op *op)
     mc->mu_init = 0;
 }
 
+/* ---- shared locks and semaphores: groups ---- */
+
+/*
+ * A name held shared or as a semaphore keeps, in the lock's item, a group
+ * instead of an owner id:
+ *
+ *   "\nanylock-group/1 MODE PERMITS\n", then "ID SECS\n" for each holder
+ *
+ * MODE is 's' (shared) or 'n' (a semaphore of PERMITS), SECS the seconds
+ * the holder's share was last written with (0: never expires).  A value that
+ * starts with a newline is never an owner id (ids are printable ASCII), so a
+ * client that knows only exclusive locks takes it for somebody's lock.
+ *
+ * Each holder also has a member item (member_key), holding its metadata,
+ * with the share's own expiry: a holder is alive while its member item is there.
+ * Every change of a group is a gets + cas of the lock's item, so it is
+ * atomic.  A member item is written before the cas that lists it, and only
+ * by its holder (acquire and extend, each followed by a cas of the group);
+ * so a pruner that found a member gone and then changed the group with the
+ * cas it read before knows the member did not come back in between (that
+ * holder's own cas would have changed the group first), and a holder whose
+ * member vanished had passed its lease's end (the member outlives it).
+ * The group item's expiration, written at each change, is the longest of its
+ * holders' seconds from that moment, so it outlives every member and a name
+ * whose holders all died is free at the last one's expiry, on memcached's
+ * clock alone.
+ *
+ * Exclusive locks stay a plain owner id, taken with add; an exclusive
+ * acquirer that meets a group whose members are all gone takes the name
+ * over with a cas.  Writer preference: an exclusive acquirer that waits
+ * behind shared holders keeps a marker item (key ~w, a few seconds of
+ * expiry, written again at each poll); shared acquirers wait while it is
+ * there.
+ */
+#define MC_GROUP_MAGIC "\nanylock-group/1 "
+#define MC_GROUP_MAGIC_LEN 17
+/* Seconds a waiting writer's marker is written with, beyond two polls (it
+ * lives one second less to one more, on memcached's clock). */
+#define MC_WAIT_SECS 2
+
+typedef struct mc_member {
+    const char *id; /* into the group's item */
+    size_t id_len;
+    int64_t secs;
+    int alive;      /* its member item is there (after group_read_members) */
+    mc_item item;   /* the member item */
+} mc_member;
+
+typedef struct mc_group {
+    anylock_mode mode;
+    unsigned permits;
+    size_t n;
+    mc_member *m;
+} mc_group;
+
+static void group_free(mc_group *g)
+{
+    for (size_t i = 0; i < g->n; i++)
+        item_clear(&g->m[i].item);
+    free(g->m);
+    memset(g, 0, sizeof *g);
+}
+
+static int is_group(const mc_item *it)
+{
+    return it->found && it->value_len >= MC_GROUP_MAGIC_LEN && !memcmp(it->value, MC_GROUP_MAGIC, MC_GROUP_MAGIC_LEN);
+}
+
+static int parse_uint(const char **p, const char *end, uint64_t max, uint64_t *out)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    while (s < end && *s >= '0' && *s <= '9') {
+        v = v * 10 + (uint64_t)(*s - '0');
+        if (v > max)
+            return -1;
+        s++;
+    }
+    if (s == *p)
+        return -1;
+    *p = s;
+    *out = v;
+    return 0;
+}
+
+/* Parses the group in it (is_group): 0, -1 if it is not well formed (then
+ * somebody's lock all the same), -2 out of memory. */
+static int group_parse(const mc_item *it, mc_group *g)
+{
+    memset(g, 0, sizeof *g);
+    const char *p = it->value + MC_GROUP_MAGIC_LEN, *end = it->value + it->value_len;
+    uint64_t permits;
+    if (p + 2 > end || (p[0] != 's' && p[0] != 'n') || p[1] != ' ')
+        return -1;
+    g->mode = p[0] == 's' ? ANYLOCK_SHARED : ANYLOCK_SEMAPHORE;
+    p += 2;
+    if (parse_uint(&p, end, ANYLOCK_PERMITS_MAX, &permits) != 0 || p >= end || *p++ != '\n')
+        return -1;
+    g->permits = (unsigned)permits;
+    size_t cap = 0;
+    while (p < end) {
+        const char *id = p;
+        while (p < end && *p > 0x20 && *p < 0x7f)
+            p++;
+        size_t id_len = (size_t)(p - id);
+        uint64_t secs;
+        if (id_len == 0 || id_len > ANYLOCK_ID_MAX || p >= end || *p++ != ' ' ||
+            parse_uint(&p, end, (uint64_t)INT32_MAX, &secs) != 0 || p >= end || *p++ != '\n') {
+            group_free(g);
+            return -1;
+        }
+        if (g->n == cap) {
+            cap = cap ? cap * 2 : 8;
+            mc_member *grown = realloc(g->m, cap * sizeof *grown);
+            if (!grown) {
+                group_free(g);
+                return -2;
+            }
+            g->m = grown;
+        }
+        memset(&g->m[g->n], 0, sizeof g->m[g->n]);
+        g->m[g->n].id = id;
+        g->m[g->n].id_len = id_len;
+        g->m[g->n].secs = (int64_t)secs;
+        g->n++;
+    }
+    return 0;
+}
+
+/* The key of id's member item. */
+static void member_key(const anylock_op *op, const mc_keys *k, const char *id, size_t id_len, char *out,
+                       size_t *out_len)
+{
+    (void)op;
+    char buf[MC_KEY_MAX + 1 + ANYLOCK_ID_MAX];
+    memcpy(buf, k->lock, k->lock_len);
+    buf[k->lock_len] = '\n';
+    memcpy(buf + k->lock_len + 1, id, id_len);
+    *out_len = derived_key(k->lock, k->lock_len, buf, k->lock_len + 1 + id_len, MC_MEMBER_SUFFIX, out);
+}
+
+/* Reads every member item of g (one round trip): fills alive and item. */
+static memcached_return_t group_read_members(mc_call *c, const mc_keys *k, mc_group *g)
+{
+    if (g->n == 0)
+        return MEMCACHED_SUCCESS;
+    char *keys = malloc(g->n * (MC_KEY_MAX + 1));
+    const char **kp = malloc(g->n * sizeof *kp);
+    size_t *lens = malloc(g->n * sizeof *lens);
+    mc_item *items = calloc(g->n, sizeof *items);
+    memcached_return_t rc = MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+    if (keys && kp && lens && items) {
+        for (size_t i = 0; i < g->n; i++) {
+            char *key = keys + i * (MC_KEY_MAX + 1);
+            member_key(c->op, k, g->m[i].id, g->m[i].id_len, key, &lens[i]);
+            kp[i] = key;
+        }
+        rc = read_items(c, kp, lens, g->n, items, k->lock, k->lock_len);
+        for (size_t i = 0; i < g->n; i++) {
+            mc_item *it = &g->m[i].item;
+            item_clear(it);
+            *it = items[i];
+            if (items[i].value == items[i].buf)
+                it->value = it->buf; /* the short value moved with its buffer */
+            g->m[i].alive = rc == MEMCACHED_SUCCESS && it->found;
+        }
+    } else if (items) {
+        for (size_t i = 0; i < g->n; i++)
+            item_clear(&items[i]);
+    }
+    free(keys);
+    free(kp);
+    free(lens);
+    free(items);
+    return rc;
+}
+
+static size_t group_live(const mc_group *g)
+{
+    size_t live = 0;
+    for (size_t i = 0; i < g->n; i++)
+        live += g->m[i].alive != 0;
+    return live;
+}
+
+static const mc_member *group_find(const mc_group *g, const anylock_op *op)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->m[i].id_len == op->id_len && !memcmp(g->m[i].id, op->id, op->id_len))
+            return &g->m[i];
+    return NULL;
+}
+
+/* The value for a group of mode/permits with the members of g that keep
+ * (live only, when live_only; never `drop`), with op->id and secs added when
+ * add; its expiration and flags (the longest seconds).  NULL when out of
+ * memory. */
+static char *group_value(const mc_group *g, anylock_mode mode, unsigned permits, int live_only, const mc_member *drop,
+                         const anylock_op *add, int64_t add_secs, size_t *len, time_t *expiration, uint32_t *flags,
+                         size_t *count)
+{
+    size_t cap = MC_GROUP_MAGIC_LEN + 16 + (g ? g->n : 0) * (ANYLOCK_ID_MAX + 13) + (add ? add->id_len + 13 : 0);
+    char *v = malloc(cap);
+    if (!v)
+        return NULL;
+    size_t n = (size_t)snprintf(v, cap, "%s%c %u\n", MC_GROUP_MAGIC, mode == ANYLOCK_SHARED ? 's' : 'n',
+                                mode == ANYLOCK_SHARED ? 0u : permits);
+    int64_t longest = 0;
+    int never = 0;
+    *count = 0;
+    for (size_t i = 0; g && i < g->n; i++) {
+        const mc_member *m = &g->m[i];
+        if (m == drop || (live_only && !m->alive) ||
+            (add && m->id_len == add->id_len && !memcmp(m->id, add->id, add->id_len)))
+            continue;
+        n += (size_t)snprintf(v + n, cap - n, "%.*s %lld\n", (int)m->id_len, m->id, (long long)m->secs);
+        never |= m->secs == 0;
+        longest = m->secs > longest ? m->secs : longest;
+        ++*count;
+    }
+    if (add) {
+        n += (size_t)snprintf(v + n, cap - n, "%.*s %lld\n", (int)add->id_len, add->id, (long long)add_secs);
+        never |= add_secs == 0;
+        longest = add_secs > longest ? add_secs : longest;
+        ++*count;
+    }
+    expiration_of(never ? 0 : longest, expiration, flags);
+    *len = n;
+    return v;
+}
+
+/* Writes op->id's member item (its metadata) with secs.  Over the text
+ * protocol with noreply (it is read only after the cas that lists it was
+ * answered, on the same connection to the same server, so it is there).
+ * 0, or -1 when the connection failed (nothing written that counts). */
+static int member_put(mc_call *c, const mc_keys *k, const char *value, size_t value_len, int64_t secs)
+{
+    char key[MC_KEY_MAX + 1];
+    size_t key_len;
+    member_key(c->op, k, c->op->id, c->op->id_len, key, &key_len);
+    time_t expiration;
+    uint32_t flags;
+    expiration_of(secs, &expiration, &flags);
+    if (!arm(c))
+        return -1;
+    memcached_st *m = c->m;
+    if (!c->mc->binary)
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    memcached_return_t rc = memcached_set_by_key(m, k->lock, k->lock_len, key, key_len, value ? value : "",
+                                                 value_len, expiration, flags);
+    if (!c->mc->binary)
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    if (rc != MEMCACHED_SUCCESS) {
+        if (is_broken(m, rc))
+            c->broken = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Deletes a member item (after the cas that dropped it), without waiting
+ * for the answer over the text protocol. */
+static void member_drop(mc_call *c, const mc_keys *k, const char *id, size_t id_len)
+{
+    char key[MC_KEY_MAX + 1];
+    size_t key_len;
+    member_key(c->op, k, id, id_len, key, &key_len);
+    if (!arm(c))
+        return;
+    memcached_st *m = c->m;
+    if (!c->mc->binary)
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+    memcached_return_t rc = memcached_delete_by_key(m, k->lock, k->lock_len, key, key_len, 0);
+    if (!c->mc->binary)
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND && is_broken(m, rc))
+        c->broken = 1;
+}
+
+/* The waiting writer's marker: set (again) with a few seconds of life, or
+ * deleted.  Neither waits for an answer over the text protocol; over the
+ * binary protocol the delete goes out quiet and the connection is then
+ * dropped, so that no late answer is left on it. */
+static void wait_mark(mc_call *c, const mc_keys *k, int on)
+{
+    if (!arm(c))
+        return;
+    memcached_st *m = c->m;
+    mc_client *mc = c->mc;
+    memcached_return_t rc;
+    if (on) {
+        int64_t secs = MC_WAIT_SECS + (2 * mc->poll_max_ms + 999) / 1000;
+        if (!mc->binary)
+            memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+        rc = memcached_set_by_key(m, k->lock, k->lock_len, k->wait, k->wait_len, c->op->id, c->op->id_len,
+                                  (time_t)secs, 0);
+    } else {
+        memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 1);
+        rc = memcached_delete_by_key(m, k->lock, k->lock_len, k->wait, k->wait_len, 0);
+        if (mc->binary)
+            c->broken = 1;
+    }
+    memcached_behavior_set(m, MEMCACHED_BEHAVIOR_NOREPLY, 0);
+    if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND && is_broken(m, rc))
+        c->broken = 1;
+}
+
 /* ---- acquire ---- */
 
-static anylock_status held_by_someone(anylock_op *op, const mc_item *it)
+/* What one acquire carries from attempt to attempt. */
+typedef struct mc_attempt {
+    int first;  /* the first attempt */
+    int marked; /* this acquire set the waiting-writer marker */
+} mc_attempt;
+
+/* Tries once more after a cas or add that lost a race. */
+#define MC_AGAIN ((anylock_status)-1)
+
+static anylock_status already_held(anylock_op *op)
 {
-    if (owned_by(it, op))
-        return anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id",
-                                op->name);
-    return ANYLOCK_BUSY;
+    return anylock_op_error(op, ANYLOCK_ALREADY_HELD, "lock \"%.64s\" is already held by this owner id", op->name);
+}
+
+static anylock_status mode_conflict(anylock_op *op, anylock_mode held, unsigned permits)
+{
+    if (held == ANYLOCK_SEMAPHORE && op->mode == ANYLOCK_SEMAPHORE)
+        return anylock_op_error(op, ANYLOCK_MODE_CONFLICT, "lock \"%.64s\" is a semaphore of %u permits, not %u",
+                                op->name, permits, op->permits);
+    return anylock_op_error(op, ANYLOCK_MODE_CONFLICT, "lock \"%.64s\" is held as %s", op->name,
+                            held == ANYLOCK_SEMAPHORE ? "a semaphore" : "a lock, not a semaphore");
+}
+
+/* Replaces the item read as it (a group nobody is left in, or none) with
+ * value by cas; add when it is NULL.  OK, MC_AGAIN (someone was first),
+ * or an error. */
+static anylock_status take(mc_call *c, const mc_keys *k, const mc_item *it, const char *value, size_t len,
+                           time_t expiration, uint32_t flags, int64_t sent_before, const char *what)
+{
+    anylock_op *op = c->op;
+    if (!arm(c))
+        return out_of_time(c, what);
+    int64_t sent = sent_before ? sent_before : anylock_now_ns();
+    memcached_return_t rc =
+        it ? memcached_cas(c->m, k->lock, k->lock_len, value, len, expiration, flags, it->cas)
+           : memcached_add(c->m, k->lock, k->lock_len, value, len, expiration, flags);
+    if (rc == MEMCACHED_SUCCESS) {
+        op->granted_at = sent;
+        return ANYLOCK_OK;
+    }
+    if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS || rc == MEMCACHED_NOTFOUND)
+        return MC_AGAIN;
+    if (server_oom(c->m, rc))
+        return fail(c, rc, what);
+    return fail_sent(c, rc, what);
+}
+
+/* An exclusive acquirer found the group it: takes the name if every member
+ * is gone, else BUSY (marking that it waits, behind shared holders) or
+ * MODE_CONFLICT (a semaphore's name). */
+static anylock_status exclusive_meets_group(mc_call *c, const mc_keys *k, const mc_item *it, mc_attempt *at)
+{
+    anylock_op *op = c->op;
+    mc_group g;
+    int pr = group_parse(it, &g);
+    if (pr == -2)
+        return anylock_op_error(op, ANYLOCK_NOMEM, "out of memory");
+    if (pr != 0)
+        return ANYLOCK_BUSY;
+    memcached_return_t rc = group_read_members(c, k, &g);
+    anylock_status st;
+    if (rc != MEMCACHED_SUCCESS) {
+        st = read_fail(c, rc, "get");
+    } else if (group_live(&g) == 0) {
+        time_t expiration;
+        uint32_t flags;
+        expiry_for(op->expires_ms, &expiration, &flags);
+        st = take(c, k, it, op->id, op->id_len, expiration, flags, 0, "cas");
+        if (st == ANYLOCK_OK)
+            meta_put(c, k, op->meta, op->meta_len, expiration);
+    } else {
+        const mc_member *me = group_find(&g, op);
+        if (me && me->alive)
+            st = already_held(op);
+        else if (g.mode == ANYLOCK_SEMAPHORE)
+            st = mode_conflict(op, g.mode, g.permits);
+        else {
+            if (op->deadline != 0) {
+                wait_mark(c, k, 1);
+                at->marked = 1;
+            }
+            st = ANYLOCK_BUSY;
+        }
+    }
+    group_free(&g);
+    return st;
+}
+
+/* One attempt of a shared or semaphore acquire: joins the group (or starts
+ * one), all within this call's deadline. */
+static anylock_status try_join(mc_call *c, const mc_keys *k)
+{
+    anylock_op *op = c->op;
+    const char *keys[2] = {k->lock, k->wait};
+    size_t lens[2] = {k->lock_len, k->wait_len};
+    mc_item its[2];
+    memset(its, 0, sizeof its);
+    int64_t secs = secs_for(op->expires_ms);
+    anylock_status st = ANYLOCK_BUSY;
+    for (int round = 0; round < 4; round++) {
+        memcached_return_t rc = read_items(c, keys, lens, op->mode == ANYLOCK_SHARED ? 2 : 1, its, NULL, 0);
+        if (rc != MEMCACHED_SUCCESS) {
+            st = read_fail(c, rc, "get");
+            break;
+        }
+        mc_item *it = &its[0];
+        int writer_waits = op->mode == ANYLOCK_SHARED && its[1].found;
+        mc_group g;
+        memset(&g, 0, sizeof g);
+        if (it->found && !is_group(it)) {
+            /* An exclusive holder (or a value anylock did not write). */
+            st = owned_by(it, op) ? already_held(op)
+                 : op->mode == ANYLOCK_SEMAPHORE ? mode_conflict(op, ANYLOCK_EXCLUSIVE, 0)
+                                                 : ANYLOCK_BUSY;
+            break;
+        }
+        if (it->found) {
+            int pr = group_parse(it, &g);
+            if (pr == -2) {
+                st = anylock_op_error(op, ANYLOCK_NOMEM, "out of memory");
+                break;
+            }
+            if (pr != 0) {
+                st = ANYLOCK_BUSY;
+                break;
+            }
+            if ((rc = group_read_members(c, k, &g)) != MEMCACHED_SUCCESS) {
+                group_free(&g);
+                st = read_fail(c, rc, "get");
+                break;
+            }
+            size_t live = group_live(&g);
+            const mc_member *me = group_find(&g, op);
+            int conflict = live && (g.mode != op->mode || (op->mode == ANYLOCK_SEMAPHORE && g.permits != op->permits));
+            if (me && me->alive)
+                st = already_held(op);
+            else if (conflict)
+                st = g.mode == ANYLOCK_SHARED ? mode_conflict(op, ANYLOCK_EXCLUSIVE, 0)
+                                              : mode_conflict(op, g.mode, g.permits);
+            else if (writer_waits || (live && op->mode == ANYLOCK_SEMAPHORE && live >= g.permits))
+                st = ANYLOCK_BUSY;
+            else
+                st = ANYLOCK_OK;
+            if (st != ANYLOCK_OK) {
+                group_free(&g);
+                break;
+            }
+        } else if (writer_waits) {
+            st = ANYLOCK_BUSY;
+            break;
+        }
+        /* Room for us: our member item first, then the group that lists it
+         * (with the members still alive). */
+        size_t len, count;
+        time_t expiration;
+        uint32_t flags;
+        char *value = group_value(it->found ? &g : NULL, op->mode, op->permits, 1, NULL, op, secs, &len, &expiration,
+                                  &flags, &count);
+        if (!value) {
+            group_free(&g);
+            st = anylock_op_error(op, ANYLOCK_NOMEM, "out of memory");
+            break;
+        }
+        int64_t sent = anylock_now_ns();
+        if (member_put(c, k, op->meta, op->meta_len, secs) != 0) {
+            free(value);
+            group_free(&g);
+            st = anylock_op_error(op, ANYLOCK_IO, "memcached %s: acquire of lock \"%.48s\": the connection failed "
+                                  "(nothing was taken)", c->mc->servers, op->name);
+            break;
+        }
+        st = take(c, k, it->found ? it : NULL, value, len, expiration, flags, sent, it->found ? "cas" : "add");
+        free(value);
+        group_free(&g);
+        if (st != MC_AGAIN)
+            break;
+        st = ANYLOCK_BUSY;
+    }
+    item_clear(&its[0]);
+    item_clear(&its[1]);
+    return st;
 }
 
 /*
  * One attempt of acquire, its round trips bounded by command_timeout and the
- * wait deadline: OK, BUSY, ALREADY_HELD, OUTCOME_UNKNOWN or an error.  The
- * first attempt on an open connection goes straight to `add` (one round trip
- * for a free lock); later attempts, and any on a connection not yet open,
- * first read the item (a waiter then polls with one round trip, and a failure
- * there changes nothing), and `add` only when it is gone.
+ * wait deadline: OK, BUSY, ALREADY_HELD, MODE_CONFLICT, OUTCOME_UNKNOWN or an
+ * error.  The first exclusive attempt on an open connection goes straight to
+ * `add` (one round trip for a free lock); later attempts, and any on a
+ * connection not yet open, first read the item (a waiter then polls with one
+ * round trip, and a failure there changes nothing), and `add` only when it
+ * is gone.
  */
-static anylock_status try_add(anylock_op *op, const mc_keys *k, int first)
+static anylock_status try_add(anylock_op *op, const mc_keys *k, mc_attempt *at)
 {
     mc_call c;
     mc_client *mc = op->state;
     anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
     if (st != ANYLOCK_OK)
         return st;
-    int look = !first || !connected(&c, k->lock, k->lock_len);
+    if (op->mode != ANYLOCK_EXCLUSIVE) {
+        st = try_join(&c, k);
+        call_end(&c);
+        return st;
+    }
+    int look = !at->first || !connected(&c, k->lock, k->lock_len);
     mc_item it;
     memset(&it, 0, sizeof it);
     st = ANYLOCK_BUSY;
@@ -793,8 +1332,16 @@ static anylock_status try_add(anylock_op *op, const mc_keys *k, int first)
                 st = read_fail(&c, rc, "get");
                 break;
             }
+            if (is_group(&it)) {
+                st = exclusive_meets_group(&c, k, &it, at);
+                if (st == MC_AGAIN) {
+                    st = ANYLOCK_BUSY;
+                    continue;
+                }
+                break;
+            }
             if (it.found) {
-                st = held_by_someone(op, &it);
+                st = owned_by(&it, op) ? already_held(op) : ANYLOCK_BUSY;
                 break;
             }
         }
@@ -823,7 +1370,7 @@ static anylock_status try_add(anylock_op *op, const mc_keys *k, int first)
              * memory" too: read it to tell. */
             memcached_return_t rrc = read_lock(&c, k, &it);
             if (rrc == MEMCACHED_SUCCESS && it.found)
-                st = held_by_someone(op, &it);
+                st = owned_by(&it, op) ? already_held(op) : ANYLOCK_BUSY;
             else
                 st = fail(&c, rc, "add");
             break;
@@ -836,6 +1383,17 @@ static anylock_status try_add(anylock_op *op, const mc_keys *k, int first)
     return st;
 }
 
+/* Deletes the waiting-writer marker this acquire set. */
+static void unmark(anylock_op *op, const mc_keys *k)
+{
+    mc_client *mc = op->state;
+    mc_call c;
+    if (call_begin(op, &c, anylock_now_ns() + mc->command_ms * 1000000) != ANYLOCK_OK)
+        return;
+    wait_mark(&c, k, 0);
+    call_end(&c);
+}
+
 static anylock_status mc_acquire(anylock_op *op)
 {
     mc_client *mc = op->state;
@@ -846,18 +1404,77 @@ static anylock_status mc_acquire(anylock_op *op)
      * the latency after a release and the load many waiters put on memcached. */
     anylock_backoff_init(&b, mc->poll_max_ms < MC_POLL_FIRST_MS ? mc->poll_max_ms : MC_POLL_FIRST_MS,
                          mc->poll_max_ms);
-    for (int first = 1;; first = 0) {
-        anylock_status st = try_add(op, &k, first);
+    mc_attempt at = {1, 0};
+    anylock_status st;
+    for (;; at.first = 0) {
+        st = try_add(op, &k, &at);
         if (st != ANYLOCK_BUSY)
-            return st;
+            break;
         if (op->deadline == 0)
-            return ANYLOCK_BUSY;
-        if (!anylock_backoff_wait(&b, op->deadline))
-            return ANYLOCK_TIMEOUT;
+            break;
+        if (!anylock_backoff_wait(&b, op->deadline)) {
+            st = ANYLOCK_TIMEOUT;
+            break;
+        }
     }
+    if (at.marked) {
+        char saved[ANYLOCK_ERRMSG_MAX];
+        memcpy(saved, op->errbuf, sizeof saved);
+        unmark(op, &k);
+        memcpy(op->errbuf, saved, sizeof saved);
+    }
+    return st;
 }
 
 /* ---- release and extend ---- */
+
+/* Release or extend of a share: the group it (read with the cas it has)
+ * without op->id, or with its seconds renewed.  OK, MC_AGAIN, NOT_HELD or
+ * an error. */
+static anylock_status group_change(mc_call *c, const mc_keys *k, const mc_item *it, const mc_item *mine, int release)
+{
+    anylock_op *op = c->op;
+    const char *what = release ? "release" : "extend";
+    mc_group g;
+    int pr = group_parse(it, &g);
+    if (pr == -2)
+        return anylock_op_error(op, ANYLOCK_NOMEM, "out of memory");
+    const mc_member *me = pr == 0 ? group_find(&g, op) : NULL;
+    if (!me || !mine->found) {
+        group_free(&g);
+        return anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held by this owner id (its share %s)",
+                                op->name, me ? "expired or was evicted" : "is not among the holders");
+    }
+    int64_t secs = release ? 0 : secs_for(op->expires_ms);
+    if (!release && me->secs == 0) {
+        group_free(&g);
+        return anylock_op_error(op, ANYLOCK_NOT_EXPIRABLE, "lock \"%.64s\" was taken without an expiry", op->name);
+    }
+    size_t len, count;
+    time_t expiration;
+    uint32_t flags;
+    char *value = group_value(&g, g.mode, g.permits, 0, release ? me : NULL, release ? NULL : op, secs, &len,
+                              &expiration, &flags, &count);
+    if (!value) {
+        group_free(&g);
+        return anylock_op_error(op, ANYLOCK_NOMEM, "out of memory");
+    }
+    if (release && count == 0)
+        expiration = MC_EXPIRE_NOW; /* the last one out: the name is free */
+    int64_t sent = anylock_now_ns();
+    if (!release && member_put(c, k, mine->value, mine->value_len, secs) != 0) {
+        free(value);
+        group_free(&g);
+        return anylock_op_error(op, ANYLOCK_IO, "memcached %s: extend of lock \"%.48s\": the connection failed",
+                                c->mc->servers, op->name);
+    }
+    anylock_status st = take(c, k, it, value, len, expiration, flags, sent, what);
+    free(value);
+    if (st == ANYLOCK_OK && release)
+        member_drop(c, k, op->id, op->id_len);
+    group_free(&g);
+    return st;
+}
 
 /* gets + cas for release (expiration MC_EXPIRE_NOW) and extend, all within
  * command_timeout (and op->deadline). */
@@ -871,21 +1488,52 @@ static anylock_status change_owned(anylock_op *op, int release)
     anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
     if (st != ANYLOCK_OK)
         return st;
-    /* Extend reads the metadata beside the lock, to move its expiry too. */
-    const char *keys[2] = {k.lock, k.meta};
-    size_t lens[2] = {k.lock_len, k.meta_len};
-    mc_item its[2];
+    /* The lock, its metadata (extend moves its expiry too) and, for a
+     * share, its member item: one round trip. */
+    char mkey[MC_KEY_MAX + 1];
+    size_t mkey_len;
+    member_key(op, &k, op->id, op->id_len, mkey, &mkey_len);
+    const char *keys[3] = {k.lock};
+    size_t lens[3] = {k.lock_len};
+    size_t nkeys = 1;
+    int meta_at = -1, member_at = -1;
+    if (!release) {
+        meta_at = (int)nkeys;
+        keys[nkeys] = k.meta;
+        lens[nkeys++] = k.meta_len;
+    }
+    if (op->mode != ANYLOCK_EXCLUSIVE) {
+        member_at = (int)nkeys;
+        keys[nkeys] = mkey;
+        lens[nkeys++] = mkey_len;
+    }
+    mc_item its[3];
     memset(its, 0, sizeof its);
     int meta_dropped = 0;
     st = ANYLOCK_STORE;
     for (int round = 0; round < MC_CAS_RETRIES; round++) {
-        memcached_return_t rc = read_items(&c, keys, lens, release ? 1 : 2, its);
+        memcached_return_t rc = read_items(&c, keys, lens, nkeys, its, NULL, 0);
         if (rc != MEMCACHED_SUCCESS) {
             /* Nothing that changes the lock was sent. */
             st = read_fail(&c, rc, what);
             goto done;
         }
         mc_item *it = &its[0];
+        if (is_group(it)) {
+            if (member_at < 0) {
+                /* A share taken through a handle now set to exclusive:
+                 * read its member item too. */
+                member_at = (int)nkeys;
+                keys[nkeys] = mkey;
+                lens[nkeys++] = mkey_len;
+                round--;
+                continue;
+            }
+            st = group_change(&c, &k, it, &its[member_at], release);
+            if (st == MC_AGAIN)
+                continue;
+            goto done;
+        }
         if (!owned_by(it, op)) {
             st = anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is %s", op->name,
                                   it->found ? "held by another owner" : "not held (expired, evicted or reset)");
@@ -923,8 +1571,8 @@ static anylock_status change_owned(anylock_op *op, int release)
         if (rc == MEMCACHED_SUCCESS) {
             if (!release) {
                 op->granted_at = sent;
-                if (its[1].found)
-                    meta_move(&c, &k, &its[1], expiration);
+                if (meta_at >= 0 && its[meta_at].found)
+                    meta_move(&c, &k, &its[meta_at], expiration);
             }
             st = ANYLOCK_OK;
             goto done;
@@ -947,8 +1595,8 @@ static anylock_status change_owned(anylock_op *op, int release)
     }
     st = anylock_op_error(op, ANYLOCK_STORE, "lock \"%.64s\": the item kept changing during %s", op->name, what);
 done:
-    item_clear(&its[0]);
-    item_clear(&its[1]);
+    for (int i = 0; i < 3; i++)
+        item_clear(&its[i]);
     call_end(&c);
     return st;
 }
@@ -965,8 +1613,20 @@ static anylock_status mc_extend(anylock_op *op)
 
 /* ---- inspect, reset ---- */
 
-/* Emits the holder of op->key, with its metadata: one round trip for both
- * items.  memcached cannot enumerate keys, so there is nothing to list. */
+/* Milliseconds left for an item whose flags hold its expiry as Unix
+ * seconds on its writer's clock (-1: never).  memcached keeps an item up to
+ * about a second past it: one still there has a little time left. */
+static int64_t left_ms(uint32_t flags)
+{
+    if (!flags)
+        return -1;
+    double s = (double)flags - wall_now();
+    return s > 0.001 ? (int64_t)(s * 1000 + 0.5) : 1;
+}
+
+/* Emits the holders of op->key, with their metadata: one round trip for a
+ * lock and its metadata, one more for a group's members.  memcached cannot
+ * enumerate keys, so there is nothing to list. */
 static anylock_status mc_enumerate(anylock_op *op, anylock_emitter *em)
 {
     mc_client *mc = op->state;
@@ -982,36 +1642,54 @@ static anylock_status mc_enumerate(anylock_op *op, anylock_emitter *em)
     size_t lens[2] = {k.lock_len, k.meta_len};
     mc_item its[2];
     memset(its, 0, sizeof its);
-    memcached_return_t rc = read_items(&c, keys, lens, 2, its);
+    memcached_return_t rc = read_items(&c, keys, lens, 2, its, NULL, 0);
+    mc_group g;
+    memset(&g, 0, sizeof g);
     if (rc != MEMCACHED_SUCCESS) {
         st = fail(&c, rc, "inspect");
-    } else if (its[0].found) {
-        int64_t left = -1;
-        if (its[0].flags) {
-            /* The holder's clock wrote the expiry; memcached keeps an item
-             * up to about a second past it.  A lock still there is reported
-             * with a little time left rather than none. */
-            double s = (double)its[0].flags - wall_now();
-            left = s > 0.001 ? (int64_t)(s * 1000 + 0.5) : 1;
+    } else if (is_group(&its[0]) && group_parse(&its[0], &g) == 0) {
+        if ((rc = group_read_members(&c, &k, &g)) != MEMCACHED_SUCCESS)
+            st = fail(&c, rc, "inspect");
+        for (size_t i = 0; st == ANYLOCK_OK && i < g.n; i++) {
+            const mc_member *m = &g.m[i];
+            if (!m->alive)
+                continue;
+            anylock_record r = {
+                .name = op->name,
+                .name_len = op->name_len,
+                .id = m->id,
+                .id_len = m->id_len,
+                .expires_in_ms = left_ms(m->item.flags),
+                .mode = g.mode,
+                .permits = g.mode == ANYLOCK_SEMAPHORE ? g.permits : 0,
+                .meta = m->item.value_len ? m->item.value : NULL,
+                .meta_len = m->item.value_len,
+            };
+            if (anylock_emit(em, &r))
+                break;
         }
+    } else if (its[0].found) {
         anylock_record r = {
             .name = op->name,
             .name_len = op->name_len,
             .id = its[0].value,
             .id_len = its[0].value_len,
-            .expires_in_ms = left,
+            .expires_in_ms = left_ms(its[0].flags),
             .mode = ANYLOCK_EXCLUSIVE,
             .meta = its[1].found ? its[1].value : NULL,
             .meta_len = its[1].found ? its[1].value_len : 0,
         };
         anylock_emit(em, &r);
     }
+    group_free(&g);
     item_clear(&its[0]);
     item_clear(&its[1]);
     call_end(&c);
     return st;
 }
 
+/* Deletes the lock's item whoever holds it, with its metadata, its
+ * waiting-writer marker and, for a group, its members' items. */
 static anylock_status mc_reset(anylock_op *op)
 {
     mc_client *mc = op->state;
@@ -1021,17 +1699,33 @@ static anylock_status mc_reset(anylock_op *op)
     anylock_status st = call_begin(op, &c, anylock_op_io_deadline(op, mc->command_ms));
     if (st != ANYLOCK_OK)
         return st;
-    const char *keys[2] = {k.meta, k.lock};
-    size_t lens[2] = {k.meta_len, k.lock_len};
-    for (int i = 0; i < 2 && st == ANYLOCK_OK; i++) {
+    mc_item it;
+    memset(&it, 0, sizeof it);
+    memcached_return_t rc = read_lock(&c, &k, &it);
+    if (rc != MEMCACHED_SUCCESS) {
+        st = read_fail(&c, rc, "reset");
+        call_end(&c);
+        return st;
+    }
+    mc_group g;
+    memset(&g, 0, sizeof g);
+    if (is_group(&it))
+        group_parse(&it, &g);
+    const char *keys[3] = {k.meta, k.wait, k.lock};
+    size_t lens[3] = {k.meta_len, k.wait_len, k.lock_len};
+    for (int i = 0; i < 3 && st == ANYLOCK_OK; i++) {
         if (!arm(&c)) {
             st = out_of_time(&c, "reset");
             break;
         }
-        memcached_return_t rc = memcached_delete_by_key(c.m, k.lock, k.lock_len, keys[i], lens[i], 0);
+        rc = memcached_delete_by_key(c.m, k.lock, k.lock_len, keys[i], lens[i], 0);
         if (rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND)
-            st = i ? fail_sent(&c, rc, "reset") : fail(&c, rc, "reset");
+            st = i == 2 ? fail_sent(&c, rc, "reset") : fail(&c, rc, "reset");
     }
+    for (size_t i = 0; st == ANYLOCK_OK && i < g.n; i++)
+        member_drop(&c, &k, g.m[i].id, g.m[i].id_len);
+    group_free(&g);
+    item_clear(&it);
     call_end(&c);
     return st;
 }
@@ -1044,7 +1738,7 @@ const anylock_backend anylock__memcached_backend = {
     .version = ANYLOCK_BACKEND_VERSION,
     .name = "memcached",
     .state_size = sizeof(mc_client),
-    .flags = 0,
+    .flags = ANYLOCK_BACKEND_SHARED | ANYLOCK_BACKEND_SEMAPHORE,
     .expiry_resolution_ms = 1000,
     .params = mc_params,
     .open = mc_open,

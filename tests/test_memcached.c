@@ -24,6 +24,7 @@
 #include <libmemcached/memcached.h>
 
 #include "anylock.h"
+#include "anylock_backend.h"
 #include "conformance.h"
 #include "harness.h"
 
@@ -771,10 +772,14 @@ START_TEST(t_metadata_keys)
     memset(fits, 'y', 245);
     fits[245] = '\0';
     const char *names[] = {long_name, fits, "with space"};
+    /* The 250-byte raw key has no room for "~m": its first 128 bytes, '~',
+     * the SHA-256 of the key, "~m". */
+    char fits_meta[260];
+    snprintf(fits_meta, sizeof fits_meta, "lock:%.123s~%s~m", fits,
+             "d6cdd2c6f0bdc2ef44e45b7ddde08f159d71f11faa80a18df3d3e1764329759a");
     const char *meta_keys[] = {
         "lock:~0df74201d12ae47a5da97c3712ec1201c82ff270fd7bd76464d4aee96f0137b7~m",
-        /* sha256("lock:" + 245 x "y") */
-        "lock:~d6cdd2c6f0bdc2ef44e45b7ddde08f159d71f11faa80a18df3d3e1764329759a~m",
+        fits_meta,
         "lock:~c32820b2846c8a9b8c2a690e16cf1ec0c884a4342f3360e423e9fa55965ae74d~m",
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -1149,6 +1154,16 @@ START_TEST(t_lost_add_answer)
     ck_status(anylock_try_acquire(b), ANYLOCK_BUSY);
     anylock_lock_free(a);
     ck_status(anylock_try_acquire(b), ANYLOCK_OK);
+    ck_status(anylock_release(b), ANYLOCK_OK);
+    /* A share whose add went unanswered: the same. */
+    anylock_lock *s = lock_for(c, "add");
+    ck_status(anylock_lock_set_mode(s, ANYLOCK_SHARED), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(s, 30), ANYLOCK_OK);
+    relay_lose_answer_to(&r, "add ");
+    ck_status(anylock_try_acquire(s), ANYLOCK_OUTCOME_UNKNOWN);
+    ck_status(anylock_try_acquire(b), ANYLOCK_BUSY);
+    anylock_lock_free(s);
+    ck_status(anylock_try_acquire(b), ANYLOCK_OK);
     anylock_lock_free(b);
     anylock_close(c);
     anylock_close(d);
@@ -1463,6 +1478,245 @@ START_TEST(t_renewal_under_load)
 }
 END_TEST
 
+/* ---- shared locks and semaphores: what is stored ---- */
+
+/* The member item key of id's share of lock key. */
+static void member_key_of(const char *key, const char *id, char *out, size_t size)
+{
+    char buf[600];
+    int n = snprintf(buf, sizeof buf, "%s\n%s", key, id);
+    unsigned char d[32];
+    anylock_sha256(buf, (size_t)n, d);
+    char hex[65];
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    snprintf(out, size, "%s~%s~h", key, hex);
+}
+
+typedef struct holders_seen {
+    int n;
+    char labels[4][64];
+} holders_seen;
+
+static int note_holder(const anylock_holder *h, void *ud)
+{
+    holders_seen *s = ud;
+    if (s->n < 4)
+        snprintf(s->labels[s->n], sizeof s->labels[0], "%s", h->label ? h->label : "");
+    s->n++;
+    return 0;
+}
+
+START_TEST(t_group_items)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s?prefix=grp:", shared.url);
+    anylock_client *c = open_url(url), *c2 = open_url(url);
+    memcached_st *m = raw_conn(shared.port);
+    anylock_lock *r1 = lock_for(c, "job"), *r2 = lock_for(c2, "job");
+    ck_status(anylock_lock_set_mode(r1, ANYLOCK_SHARED), ANYLOCK_OK);
+    ck_status(anylock_lock_set_mode(r2, ANYLOCK_SHARED), ANYLOCK_OK);
+    ck_status(anylock_lock_set_label(r1, "reader one"), ANYLOCK_OK);
+    ck_status(anylock_lock_set_label(r2, "reader two"), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(r1, 30), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(r2, 30), ANYLOCK_OK);
+    ck_status(anylock_acquire(r1), ANYLOCK_OK);
+    ck_status(anylock_acquire(r2), ANYLOCK_OK);
+    /* One item lists both; it starts with a newline, so it is nobody's id. */
+    char value[600], want[300];
+    raw_get(m, "grp:job", value, sizeof value);
+    ck_assert_msg(!strncmp(value, "\nanylock-group/1 s 0\n", 21), "group value \"%s\"", value);
+    snprintf(want, sizeof want, "\n%s 31\n", anylock_lock_id(r1));
+    ck_assert_msg(strstr(value, want), "\"%s\" does not list r1", value);
+    snprintf(want, sizeof want, "\n%s 31\n", anylock_lock_id(r2));
+    ck_assert_msg(strstr(value, want), "\"%s\" does not list r2", value);
+    /* A client that knows only exclusive locks (add) is kept out. */
+    ck_assert_int_eq(memcached_add(m, "grp:job", 7, "old-client", 10, 30, 0), MEMCACHED_NOTSTORED);
+    /* Each holder's member item holds its metadata. */
+    char k1[300], k2[300];
+    member_key_of("grp:job", anylock_lock_id(r1), k1, sizeof k1);
+    member_key_of("grp:job", anylock_lock_id(r2), k2, sizeof k2);
+    raw_get(m, k1, value, sizeof value);
+    ck_assert_msg(strstr(value, "label=reader%20one"), "member item %s holds \"%s\"", k1, value);
+    holders_seen seen = {0};
+    ck_status(anylock_holders(c, "job", note_holder, &seen), ANYLOCK_OK);
+    ck_assert_int_eq(seen.n, 2);
+    ck_assert_msg((!strcmp(seen.labels[0], "reader one") && !strcmp(seen.labels[1], "reader two")) ||
+                      (!strcmp(seen.labels[1], "reader one") && !strcmp(seen.labels[0], "reader two")),
+                  "labels \"%s\", \"%s\"", seen.labels[0], seen.labels[1]);
+    /* Leaving drops the member and the entry; the last one out frees it. */
+    ck_status(anylock_release(r1), ANYLOCK_OK);
+    raw_get(m, k1, value, sizeof value);
+    ck_assert_str_eq(value, "");
+    raw_get(m, "grp:job", value, sizeof value);
+    ck_assert_ptr_null(strstr(value, anylock_lock_id(r1)));
+    ck_assert_ptr_nonnull(strstr(value, anylock_lock_id(r2)));
+    ck_status(anylock_release(r2), ANYLOCK_OK);
+    raw_get(m, "grp:job", value, sizeof value);
+    ck_assert_str_eq(value, "");
+    /* Reset takes the members too. */
+    ck_status(anylock_acquire(r1), ANYLOCK_OK);
+    ck_status(anylock_reset(c, "job"), ANYLOCK_OK);
+    raw_get(m, k1, value, sizeof value);
+    ck_assert_str_eq(value, "");
+    ck_status(anylock_release(r1), ANYLOCK_NOT_HELD);
+    /* A semaphore says its permits. */
+    anylock_lock *p = lock_for(c, "sem");
+    ck_status(anylock_lock_set_permits(p, 5), ANYLOCK_OK);
+    ck_status(anylock_acquire(p), ANYLOCK_OK);
+    raw_get(m, "grp:sem", value, sizeof value);
+    ck_assert_msg(!strncmp(value, "\nanylock-group/1 n 5\n", 21), "semaphore value \"%s\"", value);
+    ck_status(anylock_release(p), ANYLOCK_OK);
+    anylock_lock_free(p);
+    anylock_lock_free(r1);
+    anylock_lock_free(r2);
+    memcached_free(m);
+    anylock_close(c);
+    anylock_close(c2);
+}
+END_TEST
+
+/* In a child: takes a share of "job" under prefix gx: for expires seconds,
+ * says so on fd, and waits to be killed. */
+static int share_and_wait(const char *url, double expires, int fd)
+{
+    anylock_client *c = NULL;
+    anylock_lock *l = NULL;
+    if (anylock_open(url, &c) != ANYLOCK_OK || anylock_lock_new(c, "job", &l) != ANYLOCK_OK ||
+        anylock_lock_set_mode(l, ANYLOCK_SHARED) != ANYLOCK_OK || anylock_lock_set_expires(l, expires) != ANYLOCK_OK ||
+        anylock_acquire(l) != ANYLOCK_OK)
+        return 1;
+    if (write(fd, "y", 1) != 1)
+        return 1;
+    for (;;)
+        pause();
+}
+
+static pid_t spawn_share(const char *url, double expires)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        _exit(share_and_wait(url, expires, fds[1]));
+    }
+    close(fds[1]);
+    char ch = 0;
+    ck_assert_int_eq(read(fds[0], &ch, 1), 1);
+    close(fds[0]);
+    return pid;
+}
+
+/* Holders that all die: the name is free for an exclusive acquirer when the
+ * longest share ends, not before, and the item itself is gone then too (for
+ * clients that know only add), on memcached's clock. */
+START_TEST(t_group_of_the_dead)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s?prefix=gx:", shared.url);
+    pid_t a = spawn_share(url, 1);
+    pid_t b = spawn_share(url, 2);
+    double t0 = test_now();
+    kill(a, SIGKILL);
+    kill(b, SIGKILL);
+    waitpid(a, NULL, 0);
+    waitpid(b, NULL, 0);
+    anylock_client *c = open_url(url);
+    anylock_lock *w = lock_for(c, "job");
+    ck_status(anylock_lock_set_expires(w, 30), ANYLOCK_OK);
+    ck_status(anylock_try_acquire(w), ANYLOCK_BUSY);
+    ck_status(anylock_lock_set_timeout(w, 10), ANYLOCK_OK);
+    ck_status(anylock_acquire(w), ANYLOCK_OK);
+    double got = test_now() - t0;
+    ck_assert_msg(got >= 2.0, "the 2 s share was gone after %.3f s", got);
+    ck_assert_msg(got < 3.0 + 1.5, "the dead shares held the name for %.3f s", got);
+    ck_status(anylock_release(w), ANYLOCK_OK);
+    /* Again, with nobody coming: the item expires by itself. */
+    a = spawn_share(url, 1);
+    b = spawn_share(url, 2);
+    t0 = test_now();
+    kill(a, SIGKILL);
+    kill(b, SIGKILL);
+    waitpid(a, NULL, 0);
+    waitpid(b, NULL, 0);
+    memcached_st *m = raw_conn(shared.port);
+    char value[600] = "x";
+    while (value[0] && test_now() - t0 < 10) {
+        test_sleep(0.05);
+        raw_get(m, "gx:job", value, sizeof value);
+    }
+    double gone = test_now() - t0;
+    ck_assert_msg(gone >= 2.0 && gone < 3.0 + 1.5, "the group item of dead shares went after %.3f s", gone);
+    memcached_free(m);
+    anylock_lock_free(w);
+    anylock_close(c);
+}
+END_TEST
+
+/* A waiting writer that dies leaves its marker only for a few seconds. */
+static int writer_waits(const char *url, int fd)
+{
+    anylock_client *c = NULL;
+    anylock_lock *l = NULL;
+    if (anylock_open(url, &c) != ANYLOCK_OK || anylock_lock_new(c, "job", &l) != ANYLOCK_OK ||
+        anylock_lock_set_timeout(l, 30) != ANYLOCK_OK || anylock_lock_set_expires(l, 60) != ANYLOCK_OK)
+        return 1;
+    if (write(fd, "y", 1) != 1)
+        return 1;
+    anylock_acquire(l);
+    return 1;
+}
+
+START_TEST(t_dead_writer_marker)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s?prefix=gw:", shared.url);
+    anylock_client *c = open_url(url);
+    memcached_st *m = raw_conn(shared.port);
+    anylock_lock *r1 = lock_for(c, "job"), *r2 = lock_for(c, "job");
+    ck_status(anylock_lock_set_mode(r1, ANYLOCK_SHARED), ANYLOCK_OK);
+    ck_status(anylock_lock_set_mode(r2, ANYLOCK_SHARED), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(r1, 60), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(r2, 60), ANYLOCK_OK);
+    ck_status(anylock_acquire(r1), ANYLOCK_OK);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(fds[0]);
+        _exit(writer_waits(url, fds[1]));
+    }
+    close(fds[1]);
+    char ch;
+    ck_assert_int_eq(read(fds[0], &ch, 1), 1);
+    close(fds[0]);
+    char value[200] = "";
+    double until = test_now() + 10;
+    while (!value[0] && test_now() < until)
+        raw_get(m, "gw:job~w", value, sizeof value);
+    ck_assert_msg(value[0], "the waiting writer left no marker");
+    kill(pid, SIGKILL);
+    double t0 = test_now();
+    waitpid(pid, NULL, 0);
+    ck_status(anylock_try_acquire(r2), ANYLOCK_BUSY); /* a writer waits (as far as anyone knows) */
+    ck_status(anylock_lock_set_timeout(r2, 10), ANYLOCK_OK);
+    ck_status(anylock_acquire(r2), ANYLOCK_OK);
+    double took = test_now() - t0;
+    ck_assert_msg(took < 3.0 + 1.5, "a dead writer's marker kept readers out for %.3f s", took);
+    ck_status(anylock_release(r2), ANYLOCK_OK);
+    ck_status(anylock_release(r1), ANYLOCK_OK);
+    anylock_lock_free(r1);
+    anylock_lock_free(r2);
+    memcached_free(m);
+    anylock_close(c);
+}
+END_TEST
+
 static Suite *memcached_suite(void)
 {
     Suite *s = suite_create("memcached");
@@ -1498,6 +1752,9 @@ static Suite *memcached_suite(void)
         {"never_early", t_never_early},
         {"out_of_memory", t_out_of_memory},
         {"renewal_under_load", t_renewal_under_load},
+        {"group_items", t_group_items},
+        {"group_of_the_dead", t_group_of_the_dead},
+        {"dead_writer_marker", t_dead_writer_marker},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         TCase *tc = tcase_create(tests[i].name);
