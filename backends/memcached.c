@@ -19,6 +19,10 @@
  * deleted before the release's cas; over the text protocol both go out with
  * `noreply`, so they cost no round trip.
  *
+ * Shared locks and semaphores keep a group of holders in the lock's item,
+ * each holder alive while its own member item is there (see "groups"
+ * below); the exclusive protocol is unchanged by them.
+ *
  * Every round trip is bounded: by the call's own deadline (the wait deadline
  * for acquire, the lease's end for a renewal, command_timeout otherwise) and
  * at open by connect_timeout for the whole open.  A request that changes the
@@ -104,7 +108,7 @@ static int all_raw(const char *s, size_t n)
     return 1;
 }
 
-/* P~H for op->key (see map_key), in out; at most 128 + 1 + 64 bytes. */
+/* P~H for op->key (see make_keys), in out; at most 128 + 1 + 64 bytes. */
 static size_t mapped_form(const anylock_op *op, char *out)
 {
     size_t n = 0;
