@@ -65,6 +65,9 @@ typedef struct bench_floor bench_floor;
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize);
 /* What one floor round trip is ("PING"). */
 const char *bench_floor_command(const bench_floor *f);
+/* The fewest round trips the store's lock protocol needs for one
+ * acquire+release (memcached: 3), or NAN when not stated. */
+double bench_floor_pair_round_trips(const bench_floor *f);
 /* One round trip; 0 on success, -1 with a message in err. */
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
 void bench_floor_close(bench_floor *f);
@@ -98,6 +101,9 @@ typedef struct bench_result {
     double ratio_pairs_per_s; /* ours / floor */
     double ratio_pair_p50;    /* floor pair p50 / our pair p50: the same ratio from
                                  medians, which the machine's noise moves less */
+    double pair_round_trips;  /* round trips one pair needs (NAN: not stated) */
+    double ratio_per_round_trip; /* ours / floor per round trip: ratio_pairs_per_s *
+                                    pair_round_trips / 2 (a floor pair is 2) */
 
     /* hand-off: holder's release returning -> waiter's acquire returning */
     int handoffs;
