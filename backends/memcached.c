@@ -37,6 +37,7 @@
  * anylock_pool of clones of one configured master; a call borrows a
  * connection for its round trips only, never while it sleeps between polls.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,16 @@
 #define MC_DEFAULT_POLL_MAX_MS 3
 /* The first pause of a waiting acquire (or poll_max if lower). */
 #define MC_POLL_FIRST_MS 2
+/* Bounded barging: a handle that released a lock while someone waited and
+ * took it straight back this many times in a row lets a waiter in first
+ * (see mc_acquire). */
+#define MC_BARGE_MAX 8
+
+/* Per-lock state. */
+typedef struct mc_lock {
+    unsigned streak;     /* releases in a row that saw a waiter, each followed at once by an acquire */
+    int64_t released_at; /* monotonic ns, the last release */
+} mc_lock;
 
 typedef struct mc_client {
     pthread_mutex_t mu; /* guards master while a clone is made */
@@ -1123,9 +1134,24 @@ static void wait_mark(mc_call *c, const mc_keys *k, int on)
 
 /* What one acquire carries from attempt to attempt. */
 typedef struct mc_attempt {
-    int first;  /* the first attempt */
-    int marked; /* this acquire set the waiting-writer marker */
+    int first;         /* the first attempt */
+    int marked;        /* this acquire set the waiting-writer marker */
+    int64_t marked_at; /* when it last wrote it */
 } mc_attempt;
+
+/* Writes the waiting-writer marker: at the first poll that finds the lock
+ * held, then at most every MC_WAIT_REFRESH_MS (it lives 2-3 s). */
+#define MC_WAIT_REFRESH_MS 100
+
+static void mark_waiting(mc_call *c, const mc_keys *k, mc_attempt *at)
+{
+    int64_t now = anylock_now_ns();
+    if (at->marked && now - at->marked_at < MC_WAIT_REFRESH_MS * 1000000)
+        return;
+    wait_mark(c, k, 1);
+    at->marked = 1;
+    at->marked_at = now;
+}
 
 /* Tries once more after a cas or add that lost a race. */
 #define MC_AGAIN ((anylock_status)-1)
@@ -1198,10 +1224,8 @@ static anylock_status exclusive_meets_group(mc_call *c, const mc_keys *k, const 
         else if (g.mode == ANYLOCK_SEMAPHORE)
             st = mode_conflict(op, g.mode, g.permits);
         else {
-            if (op->deadline != 0) {
-                wait_mark(c, k, 1);
-                at->marked = 1;
-            }
+            if (op->deadline != 0)
+                mark_waiting(c, k, at);
             st = ANYLOCK_BUSY;
         }
     }
@@ -1346,6 +1370,12 @@ static anylock_status try_add(anylock_op *op, const mc_keys *k, mc_attempt *at)
             }
             if (it.found) {
                 st = owned_by(&it, op) ? already_held(op) : ANYLOCK_BUSY;
+                if (st == ANYLOCK_BUSY && op->deadline != 0) {
+                    /* It waits: shared acquirers wait behind it, and the
+                     * holder lets it in before taking the lock again too
+                     * often. */
+                    mark_waiting(&c, k, at);
+                }
                 break;
             }
         }
@@ -1408,7 +1438,29 @@ static anylock_status mc_acquire(anylock_op *op)
      * the latency after a release and the load many waiters put on memcached. */
     anylock_backoff_init(&b, mc->poll_max_ms < MC_POLL_FIRST_MS ? mc->poll_max_ms : MC_POLL_FIRST_MS,
                          mc->poll_max_ms);
-    mc_attempt at = {1, 0};
+    mc_attempt at = {1, 0, 0};
+    /* Bounded barging.  memcached cannot queue waiters, and a holder that
+     * releases and acquires again in a loop gets the lock back before any
+     * poller sees it free.  A handle that did so MC_BARGE_MAX times in a
+     * row while someone waited (their marker, read by its release) waits
+     * one poll period first, so that a waiter gets in.  Try-once never
+     * waits. */
+    mc_lock *ls = op->lock_state;
+    if (ls && op->mode == ANYLOCK_EXCLUSIVE) {
+        int64_t now = anylock_now_ns();
+        if (now - ls->released_at > (2 * mc->poll_max_ms + 1) * 1000000)
+            ls->streak = 0;
+        if (ls->streak >= MC_BARGE_MAX && op->deadline != 0) {
+            ls->streak = 0;
+            int64_t until = now + (mc->poll_max_ms * 3 / 2 + 1) * 1000000;
+            if (op->deadline != ANYLOCK_DEADLINE_NEVER && until > op->deadline)
+                until = op->deadline;
+            struct timespec ts = {.tv_sec = until / 1000000000, .tv_nsec = until % 1000000000};
+            while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+            }
+            at.first = 0;
+        }
+    }
     anylock_status st;
     for (;; at.first = 0) {
         st = try_add(op, &k, &at);
@@ -1506,10 +1558,16 @@ static anylock_status change_owned(anylock_op *op, int release)
         keys[nkeys] = k.meta;
         lens[nkeys++] = k.meta_len;
     }
+    int wait_at = -1;
     if (op->mode != ANYLOCK_EXCLUSIVE) {
         member_at = (int)nkeys;
         keys[nkeys] = mkey;
         lens[nkeys++] = mkey_len;
+    } else if (release) {
+        /* Whether someone waits (bounded barging, see mc_acquire). */
+        wait_at = (int)nkeys;
+        keys[nkeys] = k.wait;
+        lens[nkeys++] = k.wait_len;
     }
     mc_item its[3];
     memset(its, 0, sizeof its);
@@ -1577,6 +1635,10 @@ static anylock_status change_owned(anylock_op *op, int release)
                 op->granted_at = sent;
                 if (meta_at >= 0 && its[meta_at].found)
                     meta_move(&c, &k, &its[meta_at], expiration);
+            } else if (op->lock_state) {
+                mc_lock *ls = op->lock_state;
+                ls->streak = wait_at >= 0 && its[wait_at].found ? ls->streak + 1 : 0;
+                ls->released_at = anylock_now_ns();
             }
             st = ANYLOCK_OK;
             goto done;
@@ -1752,6 +1814,6 @@ const anylock_backend anylock__memcached_backend = {
     .extend = mc_extend,
     .reset = mc_reset,
     .reset_all = NULL,
-    .lock_size = 0,
+    .lock_size = sizeof(mc_lock),
     .enumerate = mc_enumerate,
 };
