@@ -240,6 +240,7 @@ typedef struct mc_call {
     int64_t deadline; /* every round trip of this call ends by then */
     int broken;       /* give the connection back closed */
     int late;         /* the deadline passed before a request could go out */
+    int cut;          /* the deadline is the caller's, sooner than command_timeout */
     int64_t armed_ms; /* the bound of the last round trip */
 } mc_call;
 
@@ -249,6 +250,7 @@ static anylock_status call_begin(anylock_op *op, mc_call *c, int64_t deadline)
     c->op = op;
     c->mc = op->state;
     c->deadline = deadline;
+    c->cut = op->deadline != 0 && op->deadline != ANYLOCK_DEADLINE_NEVER && deadline == op->deadline;
     void *conn = NULL;
     anylock_status st = anylock_pool_get(c->mc->pool, op, deadline, &conn);
     c->m = conn;
@@ -446,10 +448,18 @@ static anylock_status out_of_time(mc_call *c, const char *what)
                             c->mc->servers, what);
 }
 
-/* A failure of a read (nothing sent changes the store). */
+/* A failure of a read (nothing sent changes the store).  A read that the
+ * caller's deadline cut short (the end of a wait, of a lease) is that
+ * deadline passing, not the store failing: TIMEOUT. */
 static anylock_status read_fail(mc_call *c, memcached_return_t rc, const char *what)
 {
-    return c->late ? out_of_time(c, what) : fail(c, rc, what);
+    if (c->late)
+        return out_of_time(c, what);
+    if (c->cut && (rc == MEMCACHED_TIMEOUT || memcached_last_error(c->m) == MEMCACHED_TIMEOUT)) {
+        c->broken = 1; /* its answer may still come */
+        return fail_as(c, ANYLOCK_TIMEOUT, rc, what, " (the deadline of the call)");
+    }
+    return fail(c, rc, what);
 }
 
 /* ---- expiry ---- */
