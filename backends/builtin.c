@@ -16,6 +16,7 @@ static const builtin table[] = {
     {"open", &anylock__open_backend},
     {"memory", &anylock__memory_backend},
     {"migrate", &anylock__migrate_backend},
+    {"faults", &anylock__faults_backend},
 #ifdef ANYLOCK_WITH_REDIS
     {"redis", &anylock__redis_backend},
     {"redis+unix", &anylock__redis_backend},
@@ -34,6 +35,18 @@ static const builtin table[] = {
     {"sqlite", &anylock__sqlite_backend},
 #else
     {"sqlite", NULL},
+#endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    {"postgres", &anylock__postgres_backend},
+    {"postgresql", &anylock__postgres_backend},
+#else
+    {"postgres", NULL},
+    {"postgresql", NULL},
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+    {"etcd", &anylock__etcd_backend},
+#else
+    {"etcd", NULL},
 #endif
 };
 

@@ -281,7 +281,9 @@ static anylock_status parse_query(anylock__url *u, arena *a, const char *text, s
  *     follows the first ':' is a password;
  *   - a query value that percent-decodes to text holding "://" is redacted
  *     the same way, decoded, and put back percent-encoded if that hid
- *     anything (so an encoded nested URL's password is hidden too).
+ *     anything (so an encoded nested URL's password is hidden too);
+ *   - the value of a query parameter whose name ends in "password" (any
+ *     case: libpq's password and sslpassword) is a password.
  */
 
 typedef struct sbuf {
@@ -319,10 +321,29 @@ static const char *find_sep(const char *s, const char *end)
     return NULL;
 }
 
+/* Text with no "://" is no URL at all ("redis:/u:pw@h"): whatever stands
+ * between its first ':' and its last '@' may be a password. */
+static int redact_no_scheme(sbuf *b, const char *text, size_t n)
+{
+    const char *end = text + n, *at = NULL;
+    for (const char *p = text; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(text, ':', (size_t)(at - text)) : NULL;
+    if (!colon)
+        return 0;
+    sb_add(b, text, (size_t)(colon + 1 - text));
+    sb_add(b, "***", 3);
+    sb_add(b, at, (size_t)(end - at));
+    return 1;
+}
+
 /* Redacts text[0..n) by the "://" rule into b. */
 static void redact_authorities(sbuf *b, const char *text, size_t n)
 {
     const char *end = text + n, *from = text;
+    if (!find_sep(text, end) && redact_no_scheme(b, text, n))
+        return;
     for (const char *sep = find_sep(text, end); sep; sep = find_sep(from, end)) {
         const char *auth = sep + 3;
         sb_add(b, from, (size_t)(auth - from));
@@ -383,6 +404,19 @@ static void pct_encode(sbuf *b, const char *s, size_t n)
 
 static void redact_into(sbuf *b, const char *text, size_t n, int depth);
 
+/* Whether a query parameter name (name[0..n)) holds a password. */
+static int secret_param(const char *name, size_t n)
+{
+    static const char tail[] = "password";
+    size_t t = sizeof tail - 1;
+    if (n < t)
+        return 0;
+    for (size_t i = 0; i < t; i++)
+        if (tolower((unsigned char)name[n - t + i]) != tail[i])
+            return 0;
+    return 1;
+}
+
 /* Copies one query value, redacting a percent-encoded nested URL. */
 static void redact_value(sbuf *b, const char *v, size_t n, int depth)
 {
@@ -420,7 +454,10 @@ static void redact_into(sbuf *b, const char *text, size_t n, int depth)
         const char *eq = memchr(from, '=', (size_t)(to - from));
         const char *vs = eq ? eq + 1 : to;
         sb_add(&q, from, (size_t)(vs - from));
-        redact_value(&q, vs, (size_t)(to - vs), depth);
+        if (eq && to > vs && secret_param(from, (size_t)(eq - from)))
+            sb_add(&q, "***", 3);
+        else
+            redact_value(&q, vs, (size_t)(to - vs), depth);
         if (!amp)
             break;
         sb_add(&q, "&", 1);
@@ -434,7 +471,7 @@ static void redact_into(sbuf *b, const char *text, size_t n, int depth)
     free(q.p);
 }
 
-char *anylock__redact(const char *text)
+static char *redact_once(const char *text)
 {
     sbuf b = {0};
     redact_into(&b, text, strlen(text), 0);
@@ -444,6 +481,25 @@ char *anylock__redact(const char *text)
         return NULL;
     }
     return b.p;
+}
+
+char *anylock__redact(const char *text)
+{
+    /* Hiding one part can change how the rest splits (a '&' inside a hidden
+     * password no longer separates parameters), so redact again until
+     * nothing changes: the result is then stable, and anything that reads
+     * as a password in any of the forms is hidden. */
+    char *r = redact_once(text);
+    for (int round = 0; r && round < 8; round++) {
+        char *again = redact_once(r);
+        if (!again || !strcmp(again, r)) {
+            free(again);
+            return r;
+        }
+        free(r);
+        r = again;
+    }
+    return r;
 }
 
 /* Replaces every copy of secret[0..slen) in msg (ANYLOCK_ERRMSG_MAX bytes)
@@ -472,6 +528,15 @@ static void hide(char *msg, const char *secret, size_t slen)
 static void scrub_in(char *msg, const char *text, size_t n, int depth)
 {
     const char *end = text + n;
+    if (!find_sep(text, end)) {
+        const char *at = NULL;
+        for (const char *p = text; p < end; p++)
+            if (*p == '@')
+                at = p;
+        const char *colon = at ? memchr(text, ':', (size_t)(at - text)) : NULL;
+        if (colon && at - colon - 1 >= 2)
+            hide(msg, colon + 1, (size_t)(at - colon - 1));
+    }
     for (const char *sep = find_sep(text, end); sep; sep = find_sep(sep + 3, end)) {
         const char *auth = sep + 3;
         const char *lim = find_sep(auth, end);
@@ -498,6 +563,25 @@ static void scrub_in(char *msg, const char *text, size_t n, int depth)
             hide(msg, forms[f], lens[f]);
         }
         free(dec.p);
+    }
+    /* Password query parameters, raw and decoded. */
+    const char *qm = memchr(text, '?', n);
+    for (const char *from = qm ? qm + 1 : end; from < end;) {
+        const char *amp = memchr(from, '&', (size_t)(end - from));
+        const char *to = amp ? amp : end;
+        const char *eq = memchr(from, '=', (size_t)(to - from));
+        if (eq && secret_param(from, (size_t)(eq - from))) {
+            const char *pw = eq + 1;
+            size_t pwlen = (size_t)(to - pw);
+            sbuf dec = {0};
+            pct_decode(&dec, pw, pwlen);
+            if (pwlen >= 2)
+                hide(msg, pw, pwlen);
+            if (dec.p && dec.n >= 2)
+                hide(msg, dec.p, dec.n);
+            free(dec.p);
+        }
+        from = amp ? amp + 1 : end;
     }
     /* Encoded nested URLs: their decoded text holds the secrets. */
     if (depth < 4 && memchr(text, '%', n)) {

@@ -393,7 +393,7 @@ static anylock_status session_enumerate(anylock_op *op, anylock_emitter *em)
             .name_len = strlen(s->key) - op->prefix_len,
             .id = s->id,
             .id_len = strlen(s->id),
-            .expires_in_ms = s->expires_at ? (s->expires_at - now) / 1000000 : -1,
+            .expires_in_ms = !s->expires_at ? -1 : s->expires_at > now ? (s->expires_at - now) / 1000000 : 0,
             .meta = s->meta,
             .meta_len = s->meta_len,
         };
