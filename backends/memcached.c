@@ -70,7 +70,7 @@
 /* The defaults of the URL parameters, in milliseconds. */
 #define MC_DEFAULT_CONNECT_MS 2000
 #define MC_DEFAULT_COMMAND_MS 2000
-#define MC_DEFAULT_POLL_MAX_MS 3
+#define MC_DEFAULT_POLL_MAX_MS 2
 /* The first pause of a waiting acquire (or poll_max if lower). */
 #define MC_POLL_FIRST_MS 2
 /* Bounded barging: a handle that released a lock while someone waited and
