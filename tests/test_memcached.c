@@ -1811,6 +1811,10 @@ int main(void)
         .expiry = 3,
         .slack = 1.5,
         .processes = 16,
+        /* Waiters poll at most every 2 ms (poll_max): a release is seen
+         * within milliseconds, so half a second can only fail if polling
+         * broke (backoff not capped, a waiter stuck in a long pause). */
+        .wake_within = 0.5,
     };
     conformance_config binary_cfg = text_cfg;
     binary_cfg.label = "memcached-binary";
