@@ -147,12 +147,22 @@ static anylock_status run(const mig_client *mc, int which, const anylock_op *op,
     return st;
 }
 
+/* Releases what an acquire took in one store, to undo it.  The acquire's
+ * wait deadline may have passed by then (a store that kept failing until
+ * it): the undo is bounded by the store's own command timeout instead. */
+static anylock_status undo(const mig_client *mc, int which, const anylock_op *op, char *errbuf)
+{
+    anylock_op u = *op;
+    u.deadline = ANYLOCK_DEADLINE_NEVER;
+    return run(mc, which, &u, ANYLOCK_SLOT_RELEASE, NULL, errbuf, NULL);
+}
+
 /* Undoes a first-store acquire after the second failed.  Appends to op's
  * message when the undo fails too: that lock then stays until its expiry. */
 static void rollback(anylock_op *op, const mig_client *mc, int which)
 {
     char eb[ANYLOCK_ERRMSG_MAX];
-    anylock_status st = run(mc, which, op, ANYLOCK_SLOT_RELEASE, NULL, eb, NULL);
+    anylock_status st = undo(mc, which, op, eb);
     if (st == ANYLOCK_OK || st == ANYLOCK_NOT_HELD)
         return;
     char first[ANYLOCK_ERRMSG_MAX];
@@ -230,7 +240,7 @@ static anylock_status mig_acquire(anylock_op *op)
                     anylock_status xs = run(mc, OLD, op, ANYLOCK_SLOT_EXTEND, NULL, eb, &ext);
                     if (xs != ANYLOCK_OK) {
                         char ebn[ANYLOCK_ERRMSG_MAX];
-                        run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, ebn, NULL);
+                        undo(mc, NEW, op, ebn);
                         if (xs != ANYLOCK_NOT_HELD) {
                             store_error(op, mc, OLD, xs, eb);
                             rollback(op, mc, OLD);

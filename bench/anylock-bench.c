@@ -160,7 +160,9 @@ static void print_json(const bench_result *r)
     json_num("floor_round_trip_us_p50", r->floor_round_trip_us_p50, 1);
     json_num("floor_round_trip_us_p99", r->floor_round_trip_us_p99, 1);
     json_num("ratio_pairs_per_s_ours_over_floor", r->ratio_pairs_per_s, 1);
-    json_num("ratio_pair_p50_floor_over_ours", r->ratio_pair_p50, 0);
+    json_num("ratio_pair_p50_floor_over_ours", r->ratio_pair_p50, 1);
+    json_num("pair_round_trips", r->pair_round_trips, 1);
+    json_num("ratio_per_round_trip", r->ratio_per_round_trip, 0);
     printf("},\"handoff\":{\"handoffs\":%d,", r->handoffs);
     json_num("hold_ms", r->handoff_hold_ms, 1);
     json_num("us_p50", r->handoff_us_p50, 1);
@@ -282,6 +284,14 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
         char x[40];
         if (isfinite(rs[i].ratio_pairs_per_s))
             cell("%.1f%%%s", 100 * rs[i].ratio_pairs_per_s, goal_word(evaluate(&rs[i]).pairs_90pct_of_floor));
+        else
+            cell("%s", fmt_num(x, sizeof x, NAN, 0));
+    }
+    printf("\n%-34s", "  ours / floor per round trip");
+    for (int i = 0; i < n; i++) {
+        char x[40];
+        if (isfinite(rs[i].ratio_per_round_trip))
+            cell("%.1f%% (%.0f RTs)", 100 * rs[i].ratio_per_round_trip, rs[i].pair_round_trips);
         else
             cell("%s", fmt_num(x, sizeof x, NAN, 0));
     }

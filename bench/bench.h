@@ -67,6 +67,10 @@ typedef struct bench_floor bench_floor;
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize);
 /* What one floor round trip is ("PING"). */
 const char *bench_floor_command(const bench_floor *f);
+/* The fewest round trips the store's own lock protocol needs for one
+ * acquire+release, when they are more than the floor pair's (memcached: 3,
+ * or 5 over the binary protocol), else NAN. */
+double bench_floor_pair_round_trips(const bench_floor *f);
 /* How many floor round trips make the floor of one acquire+release pair:
  * as many as the backend's own pair takes (2; 3 for etcd: lease grant,
  * transaction, lease revoke). */
@@ -112,6 +116,9 @@ typedef struct bench_result {
     double ratio_pairs_per_s; /* ours / floor */
     double ratio_pair_p50;    /* floor pair p50 / our pair p50: the same ratio from
                                  medians, which the machine's noise moves less */
+    double pair_round_trips;  /* round trips one pair needs (NAN: not stated) */
+    double ratio_per_round_trip; /* ours / floor per round trip: ratio_pairs_per_s *
+                                    pair_round_trips / the floor pair's round trips */
 
     /* hand-off: holder's release returning -> waiter's acquire returning */
     int handoffs;

@@ -33,6 +33,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,7 @@ typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLI
 struct bench_floor {
     floor_kind kind;
     char command[64];
+    double pair_round_trips; /* the fewest round trips of one acquire+release; NAN: not stated */
     pthread_mutex_t mu;
 #ifdef ANYLOCK_WITH_REDIS
     redisContext *redis;
@@ -292,6 +294,10 @@ static int memcached_open(bench_floor *f, const floor_url *u, char *err, size_t 
     }
     snprintf(f->mc_key, sizeof f->mc_key, "anylock-bench-floor-missing-%ld", (long)getpid());
     snprintf(f->command, sizeof f->command, "get (miss, %s)", strcasecmp(protocol, "binary") ? "text" : "binary");
+    /* add; gets + cas (docs/memcached.md).  The holder's metadata goes out
+     * with noreply over the text protocol (no round trip); over the binary
+     * protocol its set and its delete are each answered. */
+    f->pair_round_trips = strcasecmp(protocol, "binary") ? 3 : 5;
     return 0;
 }
 
@@ -481,6 +487,7 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
         return NULL;
     }
     int rc = -1;
+    f->pair_round_trips = NAN;
     if (!strcasecmp(u.scheme, "memory")) {
         f->kind = FLOOR_MEMORY;
         pthread_mutex_init(&f->mu, NULL);
@@ -532,6 +539,11 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
 const char *bench_floor_command(const bench_floor *f)
 {
     return f->command;
+}
+
+double bench_floor_pair_round_trips(const bench_floor *f)
+{
+    return f->pair_round_trips;
 }
 
 int bench_floor_trips_per_pair(const bench_floor *f)

@@ -367,6 +367,8 @@ static int phase_uncontended(const store_ctx *ctx, bench_result *r)
     r->floor_round_trip_us_p99 = bench_samples_quantile(&frt, 0.99);
     r->ratio_pairs_per_s = r->pairs_per_s / r->floor_pairs_per_s;
     r->ratio_pair_p50 = r->floor_pair_us_p50 / r->pair_us_p50;
+    r->pair_round_trips = f ? bench_floor_pair_round_trips(f) : NAN;
+    r->ratio_per_round_trip = f ? r->ratio_pairs_per_s * r->pair_round_trips / bench_floor_trips_per_pair(f) : NAN;
     bench_samples_free(&ours);
     bench_samples_free(&fpair);
     bench_samples_free(&frt);
@@ -934,6 +936,7 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
     r->pairs_per_s = r->pair_us_p50 = r->pair_us_p99 = nan;
     r->floor_pairs_per_s = r->floor_pair_us_p50 = r->floor_pair_us_p99 = nan;
     r->floor_round_trip_us_p50 = r->floor_round_trip_us_p99 = r->ratio_pairs_per_s = r->ratio_pair_p50 = nan;
+    r->pair_round_trips = r->ratio_per_round_trip = nan;
     r->handoff_us_p50 = r->handoff_us_p99 = r->handoff_us_max = nan;
     r->cpu_hold_s = r->cpu_user_s = r->cpu_sys_s = r->cpu_core_percent = r->cpu_wake_us = nan;
     r->flock_pairs_per_s = r->flock_pair_us_p50 = r->flock_handoff_us_p50 = nan;
