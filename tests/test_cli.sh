@@ -662,180 +662,187 @@ fi
 
 # ---- the command line ------------------------------------------------------
 
-run_rc 64 "$A"
-contains "$ERR" "usage:" "no arguments: usage"
-run_rc 64 "$A" --no-such-option list
-contains "$ERR" "unknown option --no-such-option" "unknown option"
-run_rc 64 "$A" frobnicate
-run_rc 64 "$A" --url memory:// run
-run_rc 64 "$A" --url memory:// run name-only
-run_rc 64 "$A" --url memory:// status
-run_rc 64 "$A" --url memory:// status a b
-run_rc 64 "$A" --url memory:// wait
-run_rc 64 "$A" --url memory:// list extra
-run_rc 64 "$A" --url memory:// reset
-run_rc 64 "$A" --url memory:// -E 256 list
-run_rc 64 "$A" --url memory:// -w
-contains "$ERR" "needs an argument" "missing option argument"
-run_rc 64 "$A" --url memory:// --id 'has space' run x true
-run_rc 64 "$A" --url memory:// --permits 0 run x true
-run_rc 64 "$A" --url memory:// --names status x
-run_rc 64 "$A" --url memory:// -c true status x
-run_rc 0 "$A" --help
-contains "$OUT" "reset-all" "--help"
-# flock(1) waits forever by default; anylock does not, and says so.
-contains "$OUT" "does NOT wait forever" "--help: the default wait differs from flock's"
-contains "$OUT" "60 seconds" "--help: the default wait"
-run_rc 0 "$A" --version
-contains "$OUT" "anylock 0." "--version"
+cmdline_tests() {
+    local d="$tmp/cmdline"
+    mkdir -p "$d"
+    OUT=$d/out
+    ERR=$d/err
 
-# flock(1)'s options: -u (unlock) and -F are refused with the reason; the
-# store is --url and the lease -l; -x/-e/--exclusive are flock's exclusive.
-run_rc 64 "$A" -u memory:// list
-contains "$ERR" "flock(1)'s unlock" "-u is explained"
-run_rc 64 "$A" --url memory:// -F run x true
-run_rc 0 "$A" --url memory:// -x run x true
-run_rc 0 "$A" --url memory:// -e --exclusive -o run x true
-run_rc 0 "$A" --url memory:// --expires 5 --lease 5 -l 5 --timeout 1 --wait 1 -w 1 run x true
-run_rc 0 "$A" --url memory:// -n run x true
-run_rc 0 "$A" --url memory:// --nb --nonblock run x true
-run_rc 0 "$A" --url memory:// -s run x true
-run_rc 0 "$A" --url memory:// --permits 3 run x true
+    run_rc 64 "$A"
+    contains "$ERR" "usage:" "no arguments: usage"
+    run_rc 64 "$A" --no-such-option list
+    contains "$ERR" "unknown option --no-such-option" "unknown option"
+    run_rc 64 "$A" frobnicate
+    run_rc 64 "$A" --url memory:// run
+    run_rc 64 "$A" --url memory:// run name-only
+    run_rc 64 "$A" --url memory:// status
+    run_rc 64 "$A" --url memory:// status a b
+    run_rc 64 "$A" --url memory:// wait
+    run_rc 64 "$A" --url memory:// list extra
+    run_rc 64 "$A" --url memory:// reset
+    run_rc 64 "$A" --url memory:// -E 256 list
+    run_rc 64 "$A" --url memory:// -w
+    contains "$ERR" "needs an argument" "missing option argument"
+    run_rc 64 "$A" --url memory:// --id 'has space' run x true
+    run_rc 64 "$A" --url memory:// --permits 0 run x true
+    run_rc 64 "$A" --url memory:// --names status x
+    run_rc 64 "$A" --url memory:// -c true status x
+    run_rc 0 "$A" --help
+    contains "$OUT" "reset-all" "--help"
+    # flock(1) waits forever by default; anylock does not, and says so.
+    contains "$OUT" "does NOT wait forever" "--help: the default wait differs from flock's"
+    contains "$OUT" "60 seconds" "--help: the default wait"
+    run_rc 0 "$A" --version
+    contains "$OUT" "anylock 0." "--version"
 
-# -c 'COMMAND' runs through /bin/sh, after NAME (flock's form) or before it.
-run_rc 0 "$A" --url memory:// run x -c "echo \"one two\" >'$tmp/c1'"
-contains "$tmp/c1" "one two" "run NAME -c"
-run_rc 0 "$A" --url memory:// -c "echo three >'$tmp/c2'" run x
-contains "$tmp/c2" "three" "-c before NAME"
-run_rc 7 "$A" --url memory:// run x -c 'exit 7'
-run_rc 64 "$A" --url memory:// run x -c
-run_rc 64 "$A" --url memory:// run x -c 'echo a' extra
-run_rc 64 "$A" --url memory:// -c 'echo a' run x echo b
+    # flock(1)'s options: -u (unlock) and -F are refused with the reason; the
+    # store is --url and the lease -l; -x/-e/--exclusive are flock's exclusive.
+    run_rc 64 "$A" -u memory:// list
+    contains "$ERR" "flock(1)'s unlock" "-u is explained"
+    run_rc 64 "$A" --url memory:// -F run x true
+    run_rc 0 "$A" --url memory:// -x run x true
+    run_rc 0 "$A" --url memory:// -e --exclusive -o run x true
+    run_rc 0 "$A" --url memory:// --expires 5 --lease 5 -l 5 --timeout 1 --wait 1 -w 1 run x true
+    run_rc 0 "$A" --url memory:// -n run x true
+    run_rc 0 "$A" --url memory:// --nb --nonblock run x true
+    run_rc 0 "$A" --url memory:// -s run x true
+    run_rc 0 "$A" --url memory:// --permits 3 run x true
 
-# Issue 12 item 19: durations are plain decimals, through the library's
-# parser; a tiny lease says what is wrong with it.
-for bad in 0x10 1e3 +1 -1 ' 1' 1.5.2 inf nan ''; do
-    run_rc 64 "$A" --url memory:// -w "$bad" run x true
-done
-run_rc 64 "$A" --url memory:// -w 0x10 list
-contains "$ERR" "plain decimal seconds" "-w 0x10 says why"
-run_rc 64 "$A" --url memory:// -l 1e-10 run x true
-contains "$ERR" "no sign, exponent or hex" "-l 1e-10 says why"
-run_rc 64 "$A" --url memory:// -l 0.0000000001 run x true
-contains "$ERR" "too short for run to renew" "a tiny plain lease says why"
-lacks "$ERR" "auto-renewal needs an expiry" "a tiny lease is not called 'no expiry'"
-run_rc 64 "$A" --url memory:// -l 0 run x true
-run_rc 64 "$A" --url memory:// -w 200000000 run x true
-contains "$ERR" "at most" "an absurd duration says the limit"
-# ... and a lock that never expires runs, without renewal.
-run_rc 0 "$A" --url memory:// -l never -v run x true
-contains "$ERR" "never expires, so it is not renewed" "-l never: run without renewal"
-run_rc 0 "$A" --url 'memory://?expires=never' --json run x true
-json_check "$ERR" "ev['acquired']['expires_in'] is None and ev['acquired']['renewed'] is False" \
-    "expires=never in the URL: run without renewal"
-run_rc 0 "$A" --url memory:// -w forever -l 0.5 run x true
+    # -c 'COMMAND' runs through /bin/sh, after NAME (flock's form) or before it.
+    run_rc 0 "$A" --url memory:// run x -c "echo \"one two\" >'$tmp/c1'"
+    contains "$tmp/c1" "one two" "run NAME -c"
+    run_rc 0 "$A" --url memory:// -c "echo three >'$tmp/c2'" run x
+    contains "$tmp/c2" "three" "-c before NAME"
+    run_rc 7 "$A" --url memory:// run x -c 'exit 7'
+    run_rc 64 "$A" --url memory:// run x -c
+    run_rc 64 "$A" --url memory:// run x -c 'echo a' extra
+    run_rc 64 "$A" --url memory:// -c 'echo a' run x echo b
 
-# Issue 12 item 4: an empty store is a script's unset variable, never "the
-# default".
-run_rc 64 "$A" --url '' status x
-contains "$ERR" "--url is empty" "--url ''"
-run_rc 64 env ANYLOCK_URL= "$A" status x
-contains "$ERR" "ANYLOCK_URL is set but empty" "ANYLOCK_URL=''"
-run_rc 64 env ANYLOCK_ID= "$A" --url memory:// run x true
-run_rc 64 "$A" --url memory:// --id '' run x true
-
-# run exits as the child did.
-run_rc 0 "$A" --url memory:// run x true
-run_rc 42 "$A" --url memory:// run x sh -c 'exit 42'
-run_rc 138 "$A" --url memory:// run x sh -c 'kill -USR1 $$'
-run_rc 127 "$A" --url memory:// run x ./no/such/command
-contains "$ERR" "cannot run" "exec failure"
-run_rc 126 "$A" --url memory:// run x /
-run_rc 0 "$A" --url memory:// run x sh -c 'echo "$0 $1" >"$2"' a1 --not-an-option "$tmp/args"
-contains "$tmp/args" "a1 --not-an-option" "the command's own options stay its own"
-run_rc 0 "$A" --url memory:// -v run x true
-contains "$ERR" "acquired \"x\"" "verbose: acquired"
-contains "$ERR" "released \"x\"" "verbose: released"
-# Renewals are the library's own events (anylock_set_log), not guesses.
-run_rc 0 "$A" --url memory:// -v -l 0.6 run x sleep 1.5
-contains "$ERR" "renewed \"x\": it expires in 0.60 s" "verbose: renewals are seen"
-
-# run --json: one event per line on stderr, stdout left to the command.
-run_rc 0 "$A" --url memory:// --json -l 0.6 run x sh -c 'echo child-out; sleep 1.2'
-[ "$(cat "$OUT")" = child-out ] || fail "run --json: stdout is the command's: $(cat "$OUT")"
-json_check "$ERR" "names[0] == 'acquired' and names[1] == 'started' and 'renewed' in names and names[-2:] == ['exited', 'released'] and ev['exited']['exit_code'] == 0 and ev['started']['command'] == \"sh -c 'echo child-out; sleep 1.2'\" and all(e['name'] == 'x' and e['time'] > 1e9 for e in events)" \
-    "run --json events"
-run_rc 3 "$A" --url memory:// --json run x sh -c 'exit 3'
-json_check "$ERR" "ev['exited']['exit_code'] == 3 and ev['exited']['status'] == 3" "run --json: exited"
-
-# JSON strings are escaped.
-run_rc 1 "$A" --url memory:// --json status 'quote"back\slash'
-json_check "$OUT" "v['name'] == 'quote\"back\\\\slash' and v['held'] is False and v['owner'] is None" "JSON escaping"
-
-# Issue 12 item 17: output that cannot be written is exit 74, one rule for
-# every subcommand (where the status would have said success or the answer).
-run_rc 74 sh -c "'$A' --url memory:// status x >/dev/full"
-contains "$ERR" "cannot write the output" "status >/dev/full says so"
-run_rc 74 sh -c "'$A' --url memory:// --json status x >/dev/full"
-run_rc 1 sh -c "'$A' --url memory:// -q status x >/dev/full" # nothing to write
-run_rc 74 sh -c "'$A' --url memory:// -w 0 wait x >/dev/full"
-run_rc 74 sh -c "'$A' --url memory:// reset x >/dev/full"
-run_rc 74 sh -c "'$A' --url memory:// --json reset-all >/dev/full"
-run_rc 74 sh -c "'$A' --help >/dev/full"
-run_rc 74 sh -c "'$A' --version >/dev/full"
-run_rc 74 sh -c "'$A' --url memory:// status x >&-"
-run_rc 74 sh -c "'$A' --url memory:// --json run x true 2>/dev/full"
-run_rc 74 sh -c "'$A' --url memory:// -v run x true 2>/dev/full"
-run_rc 0 sh -c "'$A' --url memory:// run x true 2>/dev/full" # run writes nothing of its own
-run_rc 5 sh -c "'$A' --url memory:// --json run x sh -c 'exit 5' 2>/dev/full" # the command's status stays
-
-# Issue 12 item 15: no password on stderr, whatever the URL's defect.  Each
-# URL holds a password (SECRETn, also percent-encoded as %53ECRETn's tail).
-secret_urls=(
-    'migrate://?old=redis://:SECRET1@127.0.0.1:99999&new=memory://'
-    'redis://user:SECRET2/x@h'
-    'redis://:SECRET3@host:notaport'
-    'redis://:SECRET4@[::1'
-    'redis+unix://:SECRET5@/no/such.sock?db=x'
-    'memcached://u:SECRET6@h:1,%zz'
-    'redis://:SECRET7%@h'
-    'redis://:SECRET8@h?prefix=%ff'
-    'nosuchscheme://u:SECRET9@h'
-    'memory://u:SECRET10@'
-    'redis://u:SECRET11@h:6379/notanumber'
-    'redis://:SECRET12@h/0?nosuchparam=1'
-    'redis://:SEC%52ET13@h:0'
-    'migrate://?old=migrate%3A%2F%2F%3Fold%3Dredis%3A%2F%2F%3ASECRET14%40h%3A99999%26new%3Dmemory%3A%2F%2F&new=memory://'
-    'redis://:SECRET15@h:6379?timeout=0x10'
-    'redis://:SECRET16@'
-    'redis://:SECRET17@h:6379 trailing'
-    "redis://:SECRET18@h:$(printf '%05000d' 1)"
-    'migrate://?old=redis%3A%2F%2F%3ASECRET20%40127.0.0.1%3A1&new=redis%3A%2F%2F%3ASECRET21%40127.0.0.1%3A1'
-)
-for u in "${secret_urls[@]}"; do
-    for how in url env; do
-        case $how in
-        url) "$A" --url "$u" -w 0 status x >"$OUT" 2>"$ERR" ;;
-        env) ANYLOCK_URL=$u "$A" -v -w 0 run x true >"$OUT" 2>"$ERR" ;;
-        esac
-        rc=$?
-        [ "$rc" = 0 ] && fail "a URL with a defect opened: $u"
-        if grep -qE 'SECRET|SEC%52ET|SECRET13' "$OUT" "$ERR"; then
-            fail "a password was printed ($how) for $u: $(cat "$ERR")"
-        fi
+    # Issue 12 item 19: durations are plain decimals, through the library's
+    # parser; a tiny lease says what is wrong with it.
+    for bad in 0x10 1e3 +1 -1 ' 1' 1.5.2 inf nan ''; do
+        run_rc 64 "$A" --url memory:// -w "$bad" run x true
     done
-done
-# A well-formed URL whose store is down: the error names the store, redacted.
-dead=$(free_port)
-run_rc 69 "$A" --url "redis://user:s3cret@127.0.0.1:$dead" -w 0 run x true
-contains "$ERR" "redis://user:***@127.0.0.1:$dead" "the URL is shown redacted"
-lacks "$ERR" s3cret "no password for a dead store"
+    run_rc 64 "$A" --url memory:// -w 0x10 list
+    contains "$ERR" "plain decimal seconds" "-w 0x10 says why"
+    run_rc 64 "$A" --url memory:// -l 1e-10 run x true
+    contains "$ERR" "no sign, exponent or hex" "-l 1e-10 says why"
+    run_rc 64 "$A" --url memory:// -l 0.0000000001 run x true
+    contains "$ERR" "too short for run to renew" "a tiny plain lease says why"
+    lacks "$ERR" "auto-renewal needs an expiry" "a tiny lease is not called 'no expiry'"
+    run_rc 64 "$A" --url memory:// -l 0 run x true
+    run_rc 64 "$A" --url memory:// -w 200000000 run x true
+    contains "$ERR" "at most" "an absurd duration says the limit"
+    # ... and a lock that never expires runs, without renewal.
+    run_rc 0 "$A" --url memory:// -l never -v run x true
+    contains "$ERR" "never expires, so it is not renewed" "-l never: run without renewal"
+    run_rc 0 "$A" --url 'memory://?expires=never' --json run x true
+    json_check "$ERR" "ev['acquired']['expires_in'] is None and ev['acquired']['renewed'] is False" \
+        "expires=never in the URL: run without renewal"
+    run_rc 0 "$A" --url memory:// -w forever -l 0.5 run x true
 
-# The README's example program.
-run_rc 0 "$HELLO" memory://
-contains "$OUT" "got the lock" "examples/hello on memory://"
+    # Issue 12 item 4: an empty store is a script's unset variable, never "the
+    # default".
+    run_rc 64 "$A" --url '' status x
+    contains "$ERR" "--url is empty" "--url ''"
+    run_rc 64 env ANYLOCK_URL= "$A" status x
+    contains "$ERR" "ANYLOCK_URL is set but empty" "ANYLOCK_URL=''"
+    run_rc 64 env ANYLOCK_ID= "$A" --url memory:// run x true
+    run_rc 64 "$A" --url memory:// --id '' run x true
 
-note "command line: ${SECONDS} s"
+    # run exits as the child did.
+    run_rc 0 "$A" --url memory:// run x true
+    run_rc 42 "$A" --url memory:// run x sh -c 'exit 42'
+    run_rc 138 "$A" --url memory:// run x sh -c 'kill -USR1 $$'
+    run_rc 127 "$A" --url memory:// run x ./no/such/command
+    contains "$ERR" "cannot run" "exec failure"
+    run_rc 126 "$A" --url memory:// run x /
+    run_rc 0 "$A" --url memory:// run x sh -c 'echo "$0 $1" >"$2"' a1 --not-an-option "$tmp/args"
+    contains "$tmp/args" "a1 --not-an-option" "the command's own options stay its own"
+    run_rc 0 "$A" --url memory:// -v run x true
+    contains "$ERR" "acquired \"x\"" "verbose: acquired"
+    contains "$ERR" "released \"x\"" "verbose: released"
+    # Renewals are the library's own events (anylock_set_log), not guesses.
+    run_rc 0 "$A" --url memory:// -v -l 0.6 run x sleep 1.5
+    contains "$ERR" "renewed \"x\": it expires in 0.60 s" "verbose: renewals are seen"
+
+    # run --json: one event per line on stderr, stdout left to the command.
+    run_rc 0 "$A" --url memory:// --json -l 0.6 run x sh -c 'echo child-out; sleep 1.2'
+    [ "$(cat "$OUT")" = child-out ] || fail "run --json: stdout is the command's: $(cat "$OUT")"
+    json_check "$ERR" "names[0] == 'acquired' and names[1] == 'started' and 'renewed' in names and names[-2:] == ['exited', 'released'] and ev['exited']['exit_code'] == 0 and ev['started']['command'] == \"sh -c 'echo child-out; sleep 1.2'\" and all(e['name'] == 'x' and e['time'] > 1e9 for e in events)" \
+        "run --json events"
+    run_rc 3 "$A" --url memory:// --json run x sh -c 'exit 3'
+    json_check "$ERR" "ev['exited']['exit_code'] == 3 and ev['exited']['status'] == 3" "run --json: exited"
+
+    # JSON strings are escaped.
+    run_rc 1 "$A" --url memory:// --json status 'quote"back\slash'
+    json_check "$OUT" "v['name'] == 'quote\"back\\\\slash' and v['held'] is False and v['owner'] is None" "JSON escaping"
+
+    # Issue 12 item 17: output that cannot be written is exit 74, one rule for
+    # every subcommand (where the status would have said success or the answer).
+    run_rc 74 sh -c "'$A' --url memory:// status x >/dev/full"
+    contains "$ERR" "cannot write the output" "status >/dev/full says so"
+    run_rc 74 sh -c "'$A' --url memory:// --json status x >/dev/full"
+    run_rc 1 sh -c "'$A' --url memory:// -q status x >/dev/full" # nothing to write
+    run_rc 74 sh -c "'$A' --url memory:// -w 0 wait x >/dev/full"
+    run_rc 74 sh -c "'$A' --url memory:// reset x >/dev/full"
+    run_rc 74 sh -c "'$A' --url memory:// --json reset-all >/dev/full"
+    run_rc 74 sh -c "'$A' --help >/dev/full"
+    run_rc 74 sh -c "'$A' --version >/dev/full"
+    run_rc 74 sh -c "'$A' --url memory:// status x >&-"
+    run_rc 74 sh -c "'$A' --url memory:// --json run x true 2>/dev/full"
+    run_rc 74 sh -c "'$A' --url memory:// -v run x true 2>/dev/full"
+    run_rc 0 sh -c "'$A' --url memory:// run x true 2>/dev/full" # run writes nothing of its own
+    run_rc 5 sh -c "'$A' --url memory:// --json run x sh -c 'exit 5' 2>/dev/full" # the command's status stays
+
+    # Issue 12 item 15: no password on stderr, whatever the URL's defect.  Each
+    # URL holds a password (SECRETn, also percent-encoded as %53ECRETn's tail).
+    secret_urls=(
+        'migrate://?old=redis://:SECRET1@127.0.0.1:99999&new=memory://'
+        'redis://user:SECRET2/x@h'
+        'redis://:SECRET3@host:notaport'
+        'redis://:SECRET4@[::1'
+        'redis+unix://:SECRET5@/no/such.sock?db=x'
+        'memcached://u:SECRET6@h:1,%zz'
+        'redis://:SECRET7%@h'
+        'redis://:SECRET8@h?prefix=%ff'
+        'nosuchscheme://u:SECRET9@h'
+        'memory://u:SECRET10@'
+        'redis://u:SECRET11@h:6379/notanumber'
+        'redis://:SECRET12@h/0?nosuchparam=1'
+        'redis://:SEC%52ET13@h:0'
+        'migrate://?old=migrate%3A%2F%2F%3Fold%3Dredis%3A%2F%2F%3ASECRET14%40h%3A99999%26new%3Dmemory%3A%2F%2F&new=memory://'
+        'redis://:SECRET15@h:6379?timeout=0x10'
+        'redis://:SECRET16@'
+        'redis://:SECRET17@h:6379 trailing'
+        "redis://:SECRET18@h:$(printf '%05000d' 1)"
+        'migrate://?old=redis%3A%2F%2F%3ASECRET20%40127.0.0.1%3A1&new=redis%3A%2F%2F%3ASECRET21%40127.0.0.1%3A1'
+    )
+    for u in "${secret_urls[@]}"; do
+        for how in url env; do
+            case $how in
+            url) "$A" --url "$u" -w 0 status x >"$OUT" 2>"$ERR" ;;
+            env) ANYLOCK_URL=$u "$A" -v -w 0 run x true >"$OUT" 2>"$ERR" ;;
+            esac
+            rc=$?
+            [ "$rc" = 0 ] && fail "a URL with a defect opened: $u"
+            if grep -qE 'SECRET|SEC%52ET|SECRET13' "$OUT" "$ERR"; then
+                fail "a password was printed ($how) for $u: $(cat "$ERR")"
+            fi
+        done
+    done
+    # A well-formed URL whose store is down: the error names the store, redacted.
+    dead=$(free_port)
+    run_rc 69 "$A" --url "redis://user:s3cret@127.0.0.1:$dead" -w 0 run x true
+    contains "$ERR" "redis://user:***@127.0.0.1:$dead" "the URL is shown redacted"
+    lacks "$ERR" s3cret "no password for a dead store"
+
+    # The README's example program.
+    run_rc 0 "$HELLO" memory://
+    contains "$OUT" "got the lock" "examples/hello on memory://"
+}
+launch cmdline cmdline_tests
+
 # ---- the man page and the completion ---------------------------------------
 
 # Every long option of --help is in the man page, and man has no complaint.
