@@ -196,10 +196,23 @@ static int parse_options(int argc, char **argv, int stop_at_operand, cli_options
             o->permits = 0;
             break;
         case 'x':
-        case 'e':
+        case 'e': {
+            /* anylock 0.1's -x was the lease: "-x 10" now would make 10 the
+             * subcommand or the NAME.  Say so rather than run the wrong
+             * thing. */
+            double ignored;
+            if (optind < argc && (!strcmp(argv[optind - 1], "-x") || !strcmp(argv[optind - 1], "-e")) &&
+                anylock_parse_duration(argv[optind], &ignored) == ANYLOCK_OK) {
+                char e[256];
+                *status = usage_error("%s takes no argument: it is flock(1)'s exclusive (the default); the "
+                                      "lease is -l %s",
+                                      argv[optind - 1], cli_esc_str(e, sizeof e, argv[optind]));
+                return -1;
+            }
             o->mode = ANYLOCK_EXCLUSIVE;
             o->permits = 0;
             break;
+        }
         case OPT_PERMITS:
             if ((*status = parse_count("--permits", optarg, 1, ANYLOCK_PERMITS_MAX, &v)))
                 return -1;
@@ -687,6 +700,13 @@ int main(int argc, char **argv)
         cli_verbose(&o, "store %s", cli_esc_str(u, sizeof u, anylock_client_url(c)));
     }
 
+    /* The wait timeout, when not given: the URL's, else the library's
+     * default, so that messages and events can say it. */
+    if (isnan(o.timeout))
+        o.timeout = url_timeout(o.url);
+    if (isnan(o.timeout))
+        o.timeout = ANYLOCK_DEFAULT_TIMEOUT;
+
     int answer = -1, from_command = 0;
     if (is_run) {
         status = cli_run(c, &o, name, command, &from_command);
@@ -695,12 +715,7 @@ int main(int argc, char **argv)
         status = cmd_status(c, &o, name);
         answer = CLI_EXIT_CONFLICT;
     } else if (!strcmp(cmd, "wait")) {
-        double t = o.timeout;
-        if (isnan(t))
-            t = url_timeout(o.url);
-        if (isnan(t))
-            t = ANYLOCK_DEFAULT_TIMEOUT;
-        status = cmd_wait(c, &o, name, t);
+        status = cmd_wait(c, &o, name, o.timeout);
         answer = o.conflict_exit;
     } else if (!strcmp(cmd, "list")) {
         status = cmd_list(c, &o);

@@ -360,9 +360,7 @@ static void announce_waiting(anylock_client *c, const cli_options *o)
     char t[32], held[3072];
     if (o->json) {
         cli_buf b = {0};
-        if (isnan(o->timeout))
-            cli_buf_add(&b, "\"timeout\":\"default\",", 20);
-        else if (isinf(o->timeout))
+        if (isinf(o->timeout))
             cli_buf_add(&b, "\"timeout\":null,", 15);
         else
             cli_buf_printf(&b, "\"timeout\":%.3f,", o->timeout);
@@ -374,7 +372,7 @@ static void announce_waiting(anylock_client *c, const cli_options *o)
         cli_buf_free(&b);
     } else {
         cli_verbose(o, "waiting for \"%s\" (at most %s): %s", ctx.name,
-                    isnan(o->timeout) ? "the store's timeout" : cli_format_seconds(t, sizeof t, o->timeout),
+                    isinf(o->timeout) ? "forever" : cli_format_seconds(t, sizeof t, o->timeout),
                     known ? held_phrase(held, sizeof held, &info) : "held");
     }
 }
