@@ -530,12 +530,12 @@ store_tests() {
         safe_text "$OUT" "$what: reset of a foreign owner"
     fi
 
-    note "$what: $((SECONDS - t_start)) s so far"
+    note "$what: $SECONDS s so far"
     # reset-all frees everything under the prefix.
     can list || return 0
-    "$A" "${U[@]}" -l 1 run M1 sleep 30 >/dev/null 2>&1 &
+    "$A" "${U[@]}" -l 5 run M1 sleep 30 >/dev/null 2>&1 &
     local m1=$!; pids+=("$m1")
-    "$A" "${U[@]}" -l 1 run M2 sleep 30 >/dev/null 2>&1 &
+    "$A" "${U[@]}" -l 5 run M2 sleep 30 >/dev/null 2>&1 &
     local m2=$!; pids+=("$m2")
     wait_for 10 sh -c "'$A' --url '$url' status M1 && '$A' --url '$url' status M2" || fail "$what: M1/M2 never held"
     run_rc 0 "$A" "${U[@]}" reset-all
@@ -592,9 +592,13 @@ stall_tests() {
                 >"$d/g.out" 2>"$d/g.err" &
             local g=$!; pids+=("$g")
             wait_pid 20 "$g" || fail "stall $how: the contender exited $?: $(cat "$d/g.err")"
+            # The link comes back once the child is gone, so that the
+            # holder's release (of what it lost) need not wait for its
+            # command timeout.
+            wait_for 10 test -s "$d/term"
+            kill -CONT "$victim"
             wait_pid 20 "$h"
             rc=$?
-            kill -CONT "$victim"
         else
             # redis itself is stopped: nobody can take the lock until it
             # runs again, so the holder must give up before that.
@@ -626,7 +630,7 @@ stall_tests() {
         else
             contains "$d/h.err" 'lost the lock "S"' "stall $how: the loss is reported"
         fi
-        note "stall $how: child terminated $(elapsed "$stopped" "$term") s after the stall, the other process got the lock at +$(elapsed "$stopped" "$got") s (lease 2 s)"
+        note "stall $how ($SECONDS s): child terminated $(elapsed "$stopped" "$term") s after the stall, the other process got the lock at +$(elapsed "$stopped" "$got") s (lease 2 s)"
     done
 }
 
@@ -701,6 +705,10 @@ cmdline_tests() {
     contains "$ERR" "flock(1)'s unlock" "-u is explained"
     run_rc 64 "$A" --url memory:// -F run x true
     run_rc 0 "$A" --url memory:// -x run x true
+    # anylock 0.1's "-x 10" (its lease) is refused, not run as something else.
+    run_rc 64 "$A" --url memory:// -x 10 run x true
+    contains "$ERR" "the lease is -l 10" "-x 10 says what it means now"
+    run_rc 64 "$A" --url memory:// run -x 10 x true
     run_rc 0 "$A" --url memory:// -e --exclusive -o run x true
     run_rc 0 "$A" --url memory:// --expires 5 --lease 5 -l 5 --timeout 1 --wait 1 -w 1 run x true
     run_rc 0 "$A" --url memory:// -n run x true
@@ -793,6 +801,10 @@ cmdline_tests() {
     run_rc 74 sh -c "'$A' --url memory:// --json run x true 2>/dev/full"
     run_rc 74 sh -c "'$A' --url memory:// -v run x true 2>/dev/full"
     run_rc 0 sh -c "'$A' --url memory:// run x true 2>/dev/full" # run writes nothing of its own
+    # A standard descriptor closed for anylock is closed for its command too
+    # (anylock itself saw it reopened, so no socket of its own became fd 1).
+    run_rc 0 sh -c "'$A' --url memory:// run x sh -c 'r=closed; [ -e /proc/self/fd/1 ] && r=open; echo \$r >\"\$0\"' '$d/fd1' >&-"
+    contains "$d/fd1" closed "a closed stdout stays closed for the command"
     run_rc 5 sh -c "'$A' --url memory:// --json run x sh -c 'exit 5' 2>/dev/full" # the command's status stays
 
     # Issue 12 item 15: no password on stderr, whatever the URL's defect.  Each
@@ -813,7 +825,7 @@ cmdline_tests() {
         'redis://:SEC%52ET13@h:0'
         'migrate://?old=migrate%3A%2F%2F%3Fold%3Dredis%3A%2F%2F%3ASECRET14%40h%3A99999%26new%3Dmemory%3A%2F%2F&new=memory://'
         'redis://:SECRET15@h:6379?timeout=0x10'
-        'redis://:SECRET16@'
+        'redis://:SECRET16@127.0.0.1:0'
         'redis://:SECRET17@h:6379 trailing'
         "redis://:SECRET18@h:$(printf '%05000d' 1)"
         'migrate://?old=redis%3A%2F%2F%3ASECRET20%40127.0.0.1%3A1&new=redis%3A%2F%2F%3ASECRET21%40127.0.0.1%3A1'
@@ -840,6 +852,7 @@ cmdline_tests() {
     # The README's example program.
     run_rc 0 "$HELLO" memory://
     contains "$OUT" "got the lock" "examples/hello on memory://"
+    note "cmdline: done at $SECONDS s"
 }
 launch cmdline cmdline_tests
 
