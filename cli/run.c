@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -529,6 +530,18 @@ static void child_exec(char **argv, const saved_signals *s, pid_t parent, int di
     _exit(e == ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_CANNOT_EXEC);
 }
 
+/* A descriptor that becomes readable when the child exits (Linux 5.3), or
+ * -1. */
+static int pidfd_of(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+    return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec by itself */
+#else
+    (void)pid;
+    return -1;
+#endif
+}
+
 static int exit_status_of(int wstatus)
 {
     if (WIFEXITED(wstatus))
@@ -733,14 +746,22 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
     int wstatus = 0, reaped = 0;
     double kill_at = 0;
     int reported_loss = 0;
+    /* The child's exit is watched on a pidfd where there is one, so that it
+     * does not depend on which thread SIGCHLD is delivered to (the library's
+     * threads may take it, and an instrumented build may hold a handler
+     * back until that thread wakes); elsewhere the loop also looks every
+     * second. */
+    int child_fd = pidfd_of(child);
     while (!reaped) {
-        int timeout_ms = -1;
+        int timeout_ms = child_fd >= 0 ? -1 : 1000;
         if (kill_at > 0) {
             double left = kill_at - now_s();
-            timeout_ms = left > 0 ? (int)ceil(left * 1000) : 0;
+            int kill_ms = left > 0 ? (int)ceil(left * 1000) : 0;
+            if (timeout_ms < 0 || kill_ms < timeout_ms)
+                timeout_ms = kill_ms;
         }
-        struct pollfd pfd = {.fd = self_pipe[0], .events = POLLIN};
-        int pr = poll(&pfd, 1, timeout_ms);
+        struct pollfd pfd[2] = {{.fd = self_pipe[0], .events = POLLIN}, {.fd = child_fd, .events = POLLIN}};
+        int pr = poll(pfd, child_fd >= 0 ? 2 : 1, timeout_ms);
         if (pr < 0 && errno != EINTR) {
             cli_error("poll: %s", strerror(errno));
             break;
@@ -769,6 +790,8 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
         else if (r < 0)
             break;
     }
+    if (child_fd >= 0)
+        close(child_fd);
     status = reaped ? exit_status_of(wstatus) : CLI_EXIT_SOFTWARE;
     *from_command = reaped;
     if (reaped && o->json) {
