@@ -53,6 +53,8 @@ typedef struct run_ctx {
     anylock_status lost_why;
     char lost_msg[1024]; /* escaped */
     double granted;      /* the expiry the acquire was granted, seconds */
+    pid_t child;         /* the command while it runs and is not reaped, else 0 */
+    int terminated;      /* on_lost sent it SIGTERM */
 } run_ctx;
 
 static run_ctx ctx = {.mu = PTHREAD_MUTEX_INITIALIZER};
@@ -84,9 +86,20 @@ static void on_lost(anylock_lock *lock, anylock_status why, void *userdata)
     const char *m = anylock_lock_errmsg(lock);
     cli_esc_str(x->lost_msg, sizeof x->lost_msg, m && m[0] ? m : anylock_strerror(why));
     pthread_mutex_unlock(&x->mu);
+    /* The main thread hears of it first (so that whatever wakes it, the
+     * child's exit included, finds the loss already in the pipe)... */
     unsigned char b = LOST_BYTE;
     ssize_t n = write(self_pipe[1], &b, 1);
     (void)n;
+    /* ... and the command is stopped from here, at once, rather than after
+     * the main thread wakes: the lease is ending.  Under x->mu the child
+     * cannot be reaped (and its pid reused) meanwhile. */
+    pthread_mutex_lock(&x->mu);
+    if (x->child > 0 && !x->o->keep_going_on_loss && !x->terminated) {
+        kill(x->child, SIGTERM);
+        x->terminated = 1;
+    }
+    pthread_mutex_unlock(&x->mu);
 }
 
 /* The library's log records about this lock, from whichever thread. */
@@ -576,7 +589,7 @@ static void drain(pid_t child, int *lost, int *chld, int *pending)
     }
 }
 
-static void report_lost(const cli_options *o, const char *cmd, pid_t child)
+static void report_lost(const cli_options *o, const char *cmd, pid_t child, int exited)
 {
     pthread_mutex_lock(&ctx.mu);
     anylock_status why = ctx.lost_why;
@@ -587,13 +600,15 @@ static void report_lost(const cli_options *o, const char *cmd, pid_t child)
         cli_buf b = {0};
         cli_buf_printf(&b, "\"status\":\"%s\",", anylock_status_name(why));
         cli_json_field(&b, "message", msg, strlen(msg));
-        cli_buf_printf(&b, ",\"action\":\"%s\",\"pid\":%ld", o->keep_going_on_loss ? "keep-going" : "terminate",
-                       (long)child);
+        cli_buf_printf(&b, ",\"action\":\"%s\",\"pid\":%ld",
+                       exited ? "none" : o->keep_going_on_loss ? "keep-going" : "terminate", (long)child);
         cli_event("lost", ctx.raw_name, &b);
         cli_buf_free(&b);
         return;
     }
-    if (o->keep_going_on_loss)
+    if (exited)
+        cli_error("lost the lock \"%s\" (%s) as %s exited", ctx.name, msg[0] ? msg : anylock_strerror(why), cmd);
+    else if (o->keep_going_on_loss)
         cli_error("lost the lock \"%s\" (%s); letting %s finish (--keep-going-on-loss)", ctx.name,
                   msg[0] ? msg : anylock_strerror(why), cmd);
     else
@@ -622,6 +637,8 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
     cli_esc_str(ctx.name, sizeof ctx.name, name);
     ctx.lost_msg[0] = '\0';
     ctx.granted = 0;
+    ctx.child = 0;
+    ctx.terminated = 0;
 
     anylock_lock *lock = NULL;
     anylock_status st = anylock_lock_new(c, name, &lock);
@@ -725,6 +742,9 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
     }
     if (child == 0)
         child_exec(argv, &saved, parent, !o->keep_going_on_loss, err_pipe[1]);
+    pthread_mutex_lock(&ctx.mu);
+    ctx.child = child;
+    pthread_mutex_unlock(&ctx.mu);
     close(err_pipe[1]);
     int exec_errno = 0;
     ssize_t n;
@@ -770,28 +790,46 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
         if (lost && !reported_loss) {
             reported_loss = 1;
             if (!o->keep_going_on_loss) {
-                /* The child first, the words after. */
-                kill(child, SIGTERM);
+                /* The child first, the words after (on_lost has sent the
+                 * SIGTERM unless the loss came before the child). */
+                pthread_mutex_lock(&ctx.mu);
+                if (!ctx.terminated)
+                    kill(child, SIGTERM);
+                ctx.terminated = 1;
+                pthread_mutex_unlock(&ctx.mu);
                 kill_at = isinf(o->kill_after) ? 0 : now_s() + o->kill_after;
             }
-            report_lost(o, cmd, child);
+            report_lost(o, cmd, child, 0);
         }
         if (kill_at > 0 && now_s() >= kill_at) {
             cli_error("%s did not stop; killing it", cmd);
             kill(child, SIGKILL);
             kill_at = 0;
         }
-        /* Reap whenever woken: SIGCHLD may have been coalesced. */
-        pid_t r;
-        while ((r = waitpid(child, &wstatus, WNOHANG)) < 0 && errno == EINTR)
+        /* Look whenever woken (SIGCHLD may have been coalesced); reap only
+         * once on_lost can no longer signal the pid. */
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int wr;
+        while ((wr = waitid(P_PID, (id_t)child, &si, WEXITED | WNOHANG | WNOWAIT)) < 0 && errno == EINTR)
             ;
-        if (r == child)
-            reaped = 1;
-        else if (r < 0)
+        if (wr < 0)
             break;
+        if (si.si_pid == child) {
+            pthread_mutex_lock(&ctx.mu);
+            ctx.child = 0;
+            pthread_mutex_unlock(&ctx.mu);
+            while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR)
+                ;
+            reaped = 1;
+        }
     }
     if (child_fd >= 0)
         close(child_fd);
+    /* A loss that came as the command exited is still said. */
+    drain(0, &lost, &chld, &pending);
+    if (lost && !reported_loss)
+        report_lost(o, cmd, child, 1);
     status = reaped ? exit_status_of(wstatus) : CLI_EXIT_SOFTWARE;
     *from_command = reaped;
     if (reaped && o->json) {
