@@ -33,6 +33,8 @@ enum { OLD = 0, NEW = 1 };
 static const char *const label[2] = {"old", "new"};
 
 #define MS 1000000LL
+/* The shortest slice of a wait in the new store. */
+#define MIN_SLICE_MS 50
 /* Per-lock state offsets are aligned so that each store's part is. */
 #define ALIGN 16
 
@@ -209,7 +211,10 @@ static anylock_status mig_acquire(anylock_op *op)
             int sliced = 0;
             if (lease && op->deadline != 0) {
                 int64_t refresh = old_granted + lease * 2 / 3;
-                if (refresh < op->deadline) {
+                /* A slice too short for a round trip would only turn the
+                 * new store's answer into a lost one; such a short lease is
+                 * then checked after the new store's answer instead. */
+                if (refresh < op->deadline && refresh - anylock_now_ns() >= MIN_SLICE_MS * MS) {
                     want.deadline = refresh;
                     sliced = 1;
                 }
@@ -242,6 +247,13 @@ static anylock_status mig_acquire(anylock_op *op)
                 }
                 op->granted_at = min64(old_granted, new_granted);
                 return ANYLOCK_OK;
+            }
+            if (st == ANYLOCK_OUTCOME_UNKNOWN && sliced) {
+                /* The slice ran out with a request out: let go of what the
+                 * new store may have granted, and wait on like a timeout. */
+                char ebn[ANYLOCK_ERRMSG_MAX];
+                run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, ebn, NULL);
+                st = ANYLOCK_TIMEOUT;
             }
             if (st != ANYLOCK_TIMEOUT || !sliced) {
                 store_error(op, mc, NEW, st, eb);

@@ -28,6 +28,7 @@ typedef struct bench_options {
     int nnprocs;
     double cpu_hold_seconds; /* the long hold during which a waiter's CPU is measured */
     int force_threads;       /* workers are threads of this process even for shared stores */
+    int names;               /* sqlite://: distinct names for the file-size figure (0: skip) */
     int json;
     int quiet;               /* no progress lines on stderr */
 } bench_options;
@@ -55,8 +56,9 @@ void bench_sleep_ns(int64_t ns);
  * A floor is the cheapest round trip a store offers, made with the store's own
  * client library on a connection of its own to the same server (or file):
  * redis PING, a memcached get of a missing key, an empty write transaction
- * on the same SQLite file with the same settings, an uncontended mutex
- * lock/unlock for memory://.
+ * on the same SQLite file with the same settings, a range of a missing key
+ * on the first etcd member of the URL, an uncontended mutex lock/unlock for
+ * memory://.
  */
 typedef struct bench_floor bench_floor;
 
@@ -65,9 +67,21 @@ typedef struct bench_floor bench_floor;
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize);
 /* What one floor round trip is ("PING"). */
 const char *bench_floor_command(const bench_floor *f);
+/* How many floor round trips make the floor of one acquire+release pair:
+ * as many as the backend's own pair takes (2; 3 for etcd: lease grant,
+ * transaction, lease revoke). */
+int bench_floor_trips_per_pair(const bench_floor *f);
 /* One round trip; 0 on success, -1 with a message in err. */
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
 void bench_floor_close(bench_floor *f);
+
+/* flock(2) on a file beside a sqlite:// URL's database: the one-host floor
+ * shown beside sqlite.  bench_flock_path fails (-1) for other URLs. */
+int bench_flock_path(const char *url, char *out, size_t size);
+/* n LOCK_EX + LOCK_UN pairs, each timed into pair (may be NULL). */
+int bench_flock_pairs(const char *path, int n, bench_samples *pair, char *err, size_t errsize);
+/* n hand-offs between two processes, timed into out (us). */
+int bench_flock_handoffs(const char *path, int n, double hold_ms, bench_samples *out, char *err, size_t errsize);
 
 /* ---- results ------------------------------------------------------------- */
 
@@ -102,11 +116,21 @@ typedef struct bench_result {
     /* hand-off: holder's release returning -> waiter's acquire returning */
     int handoffs;
     double handoff_hold_ms;
-    double handoff_us_p50, handoff_us_p99, handoff_us_max;
+    double handoff_us_p50, handoff_us_p99, handoff_us_max; /* from release's return */
+    double handoff_start_us_p50, handoff_start_us_p99;     /* from release's start */
+    double floor_idle_round_trip_us_p50;                  /* one floor round trip after an idle hold */
 
     /* contended throughput and fairness */
     bench_contended contended[BENCH_MAX_NPROCS];
     int ncontended;
+
+    /* sqlite:// only: flock(2) on the same filesystem, and the database's
+     * size after many distinct names were taken and released */
+    int has_flock;
+    double flock_pairs_per_s, flock_pair_us_p50, flock_handoff_us_p50;
+    int names;                 /* distinct names taken and released (0: not measured) */
+    double names_seconds;
+    long long file_bytes_before, file_bytes_after; /* database + WAL, before and after */
 
     /* one waiter's CPU while the lock is held for a long time */
     double cpu_hold_s;     /* how long the waiter waited */

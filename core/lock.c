@@ -61,7 +61,7 @@ static int is_session(const anylock_client *c)
 /* held, as anylock_lock_held() means it; client->mu held. */
 static int holds(const anylock_lock *lock)
 {
-    return lock->state == LS_HELD && anylock_now_ns() < lock->lost_at;
+    return lock->state == LS_HELD && (lock->lost_at == INT64_MAX || anylock_now_ns() < lock->lost_at);
 }
 
 anylock_status anylock_lock_new(anylock_client *c, const char *name, anylock_lock **out)
@@ -122,6 +122,7 @@ void anylock__lock_destroy(anylock_lock *lock)
     free(lock->name);
     free(lock->key);
     free(lock->label);
+    free(lock->meta);
     free(lock->backend_state);
     free(lock);
 }
@@ -173,6 +174,7 @@ void anylock_lock_free(anylock_lock *lock)
         free(lock->name);
         free(lock->key);
         free(lock->label);
+        free(lock->meta);
         free(lock->backend_state);
         free(lock);
         return;
@@ -246,6 +248,8 @@ anylock_status anylock_lock_set_id(anylock_lock *lock, const char *id)
     if (st == ANYLOCK_OK) {
         lock->id_len = strlen(id);
         memcpy(lock->id, id, lock->id_len + 1);
+        free(lock->meta);
+        lock->meta = NULL;
     }
     return lock ? finish(lock, st) : st;
 }
@@ -309,6 +313,8 @@ anylock_status anylock_lock_set_label(anylock_lock *lock, const char *label)
             return fail(lock, ANYLOCK_NOMEM, "out of memory");
         free(lock->label);
         lock->label = copy;
+        free(lock->meta);
+        lock->meta = NULL;
     }
     return lock ? finish(lock, st) : st;
 }
@@ -365,9 +371,16 @@ static anylock_status acquire(anylock_lock *lock, int try_once)
     anylock__op_init(&op, c, lock, lock->errmsg);
     op.expires_ms = anylock__round_expiry(c, lock->expires_ms);
     op.deadline = try_once ? 0 : anylock__deadline(lock->timeout_ms);
-    op.meta_len = anylock__meta_encode(meta, lock->id, c->host, (long)getpid(), anylock__wall_now(), lock->label);
-    op.meta = op.meta_len ? meta : NULL;
+    if (!lock->meta) {
+        lock->meta_len = anylock__meta_fixed(meta, lock->id, c->host, c->pid, lock->label);
+        lock->meta = anylock__strndup(meta, lock->meta_len);
+    }
     int64_t t0 = anylock_now_ns();
+    if (lock->meta) {
+        memcpy(meta, lock->meta, lock->meta_len);
+        op.meta_len = anylock__meta_since(meta, lock->meta_len, (t0 + c->wall_offset_ns) / ANYLOCK__NS_PER_MS);
+        op.meta = op.meta_len ? meta : NULL;
+    }
     st = c->backend->acquire(&op);
 
     pthread_mutex_lock(&c->mu);
