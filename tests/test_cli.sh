@@ -189,14 +189,13 @@ complete_words() { # WORDS...: what the completion offers for the last word
 #     values   a foreign owner value comes back as written (its first 64
 #              bytes), not only as "held"
 STORES=(sqlite redis memcached)
-caps_sqlite="list keys values"
-caps_redis="list keys values"
+caps_sqlite="list keys values meta shared binary"
+caps_redis="list keys values meta shared binary"
 caps_memcached=""
 
 start_sqlite() { url_sqlite="sqlite:///$tmp/locks.db"; db_sqlite=$tmp/locks.db; }
 foreign_sqlite() {
-    sqlite3 "$db_sqlite" "INSERT OR REPLACE INTO anylock_locks(key, owner, expires_at)
-                          VALUES (x'$1', CAST(x'$2' AS TEXT), 0)"
+    sqlite3 "$db_sqlite" "INSERT OR REPLACE INTO anylock_holders(key, owner, expires_at) VALUES (x'$1', x'$2', 0)"
 }
 
 start_redis() {
