@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -514,6 +515,24 @@ static void restore_handlers(const saved_signals *s)
     sigaction(SIGCHLD, &s->old_chld, NULL);
 }
 
+/* Tells the command which lock it runs under: ANYLOCK_NAME, ANYLOCK_ID and,
+ * where the store issues them, ANYLOCK_TOKEN (the fencing token to hand to
+ * what the command writes; docs/guarantees.md).  Set in this process just
+ * before the fork, since the child may make no such calls. */
+static void export_lock(const anylock_lock *lock)
+{
+    setenv("ANYLOCK_NAME", anylock_lock_name(lock), 1);
+    setenv("ANYLOCK_ID", anylock_lock_id(lock), 1);
+    uint64_t token;
+    if (anylock_lock_token(lock, &token) == ANYLOCK_OK) {
+        char t[32];
+        snprintf(t, sizeof t, "%llu", (unsigned long long)token);
+        setenv("ANYLOCK_TOKEN", t, 1);
+    } else {
+        unsetenv("ANYLOCK_TOKEN");
+    }
+}
+
 /* In the child between fork and exec: only async-signal-safe calls. */
 static void child_exec(char **argv, const saved_signals *s, pid_t parent, int die_with_parent, int err_fd)
 {
@@ -732,6 +751,7 @@ int cli_run(anylock_client *c, const cli_options *o, const char *name, char **ar
         goto out_release;
     }
     cli_fds_cloexec();
+    export_lock(lock);
     pid_t parent = getpid();
     pid_t child = fork();
     if (child < 0) {

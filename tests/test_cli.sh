@@ -188,10 +188,11 @@ complete_words() { # WORDS...: what the completion offers for the last word
 #     keys     keys may hold any bytes (memcached's may not)
 #     values   a foreign owner value comes back as written (its first 64
 #              bytes), not only as "held"
+#     token    the store issues fencing tokens (ANYLOCK_TOKEN for the command)
 STORES=(sqlite redis memcached)
-caps_sqlite="list keys values meta shared binary"
-caps_redis="list keys values meta shared binary"
-caps_memcached=""
+caps_sqlite="list keys values meta shared binary token"
+caps_redis="list keys values meta shared binary token"
+caps_memcached="meta shared"
 
 start_sqlite() { url_sqlite="sqlite:///$tmp/locks.db"; db_sqlite=$tmp/locks.db; }
 foreign_sqlite() {
@@ -246,6 +247,21 @@ store_tests() {
     can() { [[ " $caps " == *" $1 "* ]]; }
     local host t_start=$SECONDS
     host=$(hostname)
+
+    # The command is told which lock it runs under, and its fencing token
+    # where the store issues them: each run's token above the last one's.
+    "$A" "${U[@]}" --id env-owner run ENVL sh -c 'echo "$ANYLOCK_NAME|$ANYLOCK_ID|${ANYLOCK_TOKEN-none}"' >"$d/env1" 2>&1
+    "$A" "${U[@]}" --id env-owner run ENVL sh -c 'echo "$ANYLOCK_NAME|$ANYLOCK_ID|${ANYLOCK_TOKEN-none}"' >"$d/env2" 2>&1
+    local t1env t2env
+    IFS='|' read -r n1 i1 t1env <"$d/env1"
+    IFS='|' read -r n2 i2 t2env <"$d/env2"
+    [ "$n1|$i1" = "ENVL|env-owner" ] || fail "$what: ANYLOCK_NAME/ANYLOCK_ID: $(cat "$d/env1")"
+    if can token; then
+        [ "$t1env" != none ] && [ "$t2env" -gt "$t1env" ] 2>/dev/null ||
+            fail "$what: ANYLOCK_TOKEN did not rise: $t1env then $t2env"
+    else
+        [ "$t1env" = none ] || fail "$what: ANYLOCK_TOKEN set on a store without tokens: $t1env"
+    fi
 
     if can list; then
         run_rc 0 "$A" "${U[@]}" list
