@@ -1031,6 +1031,8 @@ static anylock_status sq_open(anylock_op *op, const anylock_url *url)
 {
     sq_client *sc = op->state;
     sc->wake_fd = -1;
+    if (url->user || url->password)
+        return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO, "sqlite:// takes no user or password");
     if (url->nhosts)
         return anylock_op_error(op, ANYLOCK_URL_BAD_HOST,
                                 "sqlite:// takes no host: use sqlite:///relative/path.db or "

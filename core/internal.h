@@ -304,6 +304,10 @@ void anylock__jobs_drain(anylock_lock *lock);
 /* Whether the calling thread is delivering a lost-lock callback for c (or
  * for lock, when lock is not NULL). */
 int anylock__in_callback(const anylock_client *c, const anylock_lock *lock);
+/* Notes that the lost-lock callback running on this thread (if it is
+ * lock's) called the library on lock; and whether it has not yet. */
+void anylock__callback_calls(const anylock_lock *lock);
+int anylock__callback_untouched(const anylock_lock *lock);
 void anylock__renewer_shutdown(anylock_client *client);
 /* Frees a lock's memory (the handle is no longer used by anyone). */
 void anylock__lock_destroy(anylock_lock *lock);

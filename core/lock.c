@@ -49,6 +49,7 @@ static anylock_status enter(anylock_lock *lock)
 {
     if (!lock)
         return ANYLOCK_INVALID;
+    anylock__callback_calls(lock);
     lock->errmsg[0] = '\0';
     return anylock__check_process(lock->client, lock->errmsg);
 }
@@ -551,6 +552,7 @@ anylock_status anylock_locked(anylock_lock *lock, int *locked)
         return ANYLOCK_INVALID;
     *locked = 0;
     anylock_info info;
+    anylock__callback_calls(lock);
     lock->errmsg[0] = '\0';
     anylock_status st = anylock__inspect(lock->client, lock->name, &info, lock->errmsg);
     if (st != ANYLOCK_OK)
@@ -565,6 +567,7 @@ anylock_status anylock_owner(anylock_lock *lock, char *buf, size_t size)
         return ANYLOCK_INVALID;
     buf[0] = '\0';
     anylock_info info;
+    anylock__callback_calls(lock);
     lock->errmsg[0] = '\0';
     anylock_status st = anylock__inspect(lock->client, lock->name, &info, lock->errmsg);
     if (st != ANYLOCK_OK)
@@ -622,7 +625,14 @@ const char *anylock_lock_id(const anylock_lock *lock)
 
 const char *anylock_lock_errmsg(const anylock_lock *lock)
 {
-    return lock ? lock->errmsg : "no lock (NULL passed)";
+    if (!lock)
+        return "no lock (NULL passed)";
+    /* In its lost-lock callback a lock says why it was lost (lost_msg is
+     * written before the callback is delivered and not changed while the
+     * lock stays lost); errmsg belongs to the calls on the handle. */
+    if (anylock__callback_untouched(lock))
+        return lock->lost_msg;
+    return lock->errmsg;
 }
 
 /* ---- losses the backend reports --------------------------------------------- */

@@ -158,6 +158,7 @@ START_TEST(t_url_forms)
     anylock_close(c);
     ck_assert_int_eq(access(path_of("sub.db"), F_OK), 0);
 
+    open_fails("sqlite://u:pw@/x.db", ANYLOCK_URL_BAD_USERINFO, NULL);
     open_fails("sqlite://host/x.db", ANYLOCK_URL_BAD_HOST, NULL);
     open_fails("sqlite://", ANYLOCK_URL_BAD_PATH, NULL);
     open_fails("sqlite:///", ANYLOCK_URL_BAD_PATH, NULL);
