@@ -180,6 +180,7 @@ struct anylock_client {
     int64_t wall_offset_ns;          /* the wall clock less the monotonic one, at open: when a
                                         lock was taken, for its metadata, costs no clock read */
     size_t nlocks;
+    size_t nfreeing; /* of those, freed from their own callback, finished when it returns */
     anylock__renewer renewer;
     char errmsg[ANYLOCK_ERRMSG_MAX];
 };

@@ -191,6 +191,7 @@ void anylock_lock_free(anylock_lock *lock)
         /* The callback is still running on this handle: the renewal thread
          * finishes the free when it returns. */
         lock->free_requested = 1;
+        c->nfreeing++;
         pthread_mutex_unlock(&c->mu);
         return;
     }

@@ -529,6 +529,7 @@ static int run_deliver(anylock__job *j)
     pthread_mutex_lock(&c->mu);
     anylock__jobs_drain(lock);
     c->nlocks--;
+    c->nfreeing--;
     anylock__lock_destroy(lock);
     return 1;
 }
