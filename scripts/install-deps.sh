@@ -7,6 +7,10 @@ set -eu
 if [ "$(id -u)" -ne 0 ]; then
     exec sudo "$0" "$@"
 fi
+# apt's and debconf's progress goes to a log, shown only if something fails.
+log=$(mktemp "${TMPDIR:-/tmp}/anylock-install-deps.XXXXXX")
+trap 'rc=$?; if [ "$rc" -ne 0 ]; then cat "$log" >&4; echo "install-deps: failed (exit $rc)" >&4; fi; rm -f "$log"' EXIT
+exec 3>&1 4>&2 >"$log" 2>&1
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
@@ -19,4 +23,8 @@ apt-get install -y -qq --no-install-recommends \
 for svc in redis-server memcached; do
     if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
-echo "install-deps: done"
+# For the packaging tests: CMake builds the example against an installed
+# anylock (tests/test_install.sh); man and groff check the manual pages
+# (tests/test_man.sh).
+apt-get install -y -qq --no-install-recommends cmake man-db groff-base >/dev/null
+echo "install-deps: done" >&3
