@@ -36,6 +36,18 @@ static const builtin table[] = {
 #else
     {"sqlite", NULL},
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    {"postgres", &anylock__postgres_backend},
+    {"postgresql", &anylock__postgres_backend},
+#else
+    {"postgres", NULL},
+    {"postgresql", NULL},
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+    {"etcd", &anylock__etcd_backend},
+#else
+    {"etcd", NULL},
+#endif
 };
 
 anylock_status anylock__builtins_init(void)

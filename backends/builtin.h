@@ -12,5 +12,7 @@ extern const anylock_backend anylock__faults_backend;
 extern const anylock_backend anylock__redis_backend;
 extern const anylock_backend anylock__memcached_backend;
 extern const anylock_backend anylock__sqlite_backend;
+extern const anylock_backend anylock__postgres_backend;
+extern const anylock_backend anylock__etcd_backend;
 
 #endif
