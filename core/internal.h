@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The core's private declarations: the handles' layout, the parsed URL, and
  * the helpers shared by core/ files.  Non-static internal symbols are named

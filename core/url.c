@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The URL parser.  libcurl's URL API is the model: every defect gets its own
  * status, and the message says where it is.  The grammar is RFC 3986's,

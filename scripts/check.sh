@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Builds anylock from scratch and runs every test (make check), in a build
 # directory of its own.
 #

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Installs what building and testing anylock needs on Debian 12 (bookworm):
 # the toolchain, the store libraries, Check, and real redis, memcached,
 # PostgreSQL and etcd servers for the tests (they are started by the tests
