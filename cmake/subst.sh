@@ -30,6 +30,8 @@ under_prefix() {
 quote() { printf '%s\n' "$1" | sed 's/[\\&|]/\\&/g'; }
 
 sed -e "s|@prefix_from_here@|$(quote "$prefix_from_here")|g" \
+    -e "s|@prefix@|$(quote "$prefix")|g" \
+    -e "s|@cmakedir@|$(quote "$cmakedir")|g" \
     -e "s|@includedir@|$(quote "$(under_prefix "$includedir")")|g" \
     -e "s|@libdir@|$(quote "$(under_prefix "$libdir")")|g" \
     -e "s|@version@|$(quote "$version")|g" \
