@@ -34,6 +34,8 @@ enum { OLD = 0, NEW = 1 };
 static const char *const label[2] = {"old", "new"};
 
 #define MS 1000000LL
+/* The shortest slice of a wait in the new store. */
+#define MIN_SLICE_MS 50
 /* Per-lock state offsets are aligned so that each store's part is. */
 #define ALIGN 16
 
@@ -146,12 +148,22 @@ static anylock_status run(const mig_client *mc, int which, const anylock_op *op,
     return st;
 }
 
+/* Releases what an acquire took in one store, to undo it.  The acquire's
+ * wait deadline may have passed by then (a store that kept failing until
+ * it): the undo is bounded by the store's own command timeout instead. */
+static anylock_status undo(const mig_client *mc, int which, const anylock_op *op, char *errbuf)
+{
+    anylock_op u = *op;
+    u.deadline = ANYLOCK_DEADLINE_NEVER;
+    return run(mc, which, &u, ANYLOCK_SLOT_RELEASE, NULL, errbuf, NULL);
+}
+
 /* Undoes a first-store acquire after the second failed.  Appends to op's
  * message when the undo fails too: that lock then stays until its expiry. */
 static void rollback(anylock_op *op, const mig_client *mc, int which)
 {
     char eb[ANYLOCK_ERRMSG_MAX];
-    anylock_status st = run(mc, which, op, ANYLOCK_SLOT_RELEASE, NULL, eb, NULL);
+    anylock_status st = undo(mc, which, op, eb);
     if (st == ANYLOCK_OK || st == ANYLOCK_NOT_HELD)
         return;
     char first[ANYLOCK_ERRMSG_MAX];
@@ -210,7 +222,10 @@ static anylock_status mig_acquire(anylock_op *op)
             int sliced = 0;
             if (lease && op->deadline != 0) {
                 int64_t refresh = old_granted + lease * 2 / 3;
-                if (refresh < op->deadline) {
+                /* A slice too short for a round trip would only turn the
+                 * new store's answer into a lost one; such a short lease is
+                 * then checked after the new store's answer instead. */
+                if (refresh < op->deadline && refresh - anylock_now_ns() >= MIN_SLICE_MS * MS) {
                     want.deadline = refresh;
                     sliced = 1;
                 }
@@ -226,7 +241,7 @@ static anylock_status mig_acquire(anylock_op *op)
                     anylock_status xs = run(mc, OLD, op, ANYLOCK_SLOT_EXTEND, NULL, eb, &ext);
                     if (xs != ANYLOCK_OK) {
                         char ebn[ANYLOCK_ERRMSG_MAX];
-                        run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, ebn, NULL);
+                        undo(mc, NEW, op, ebn);
                         if (xs != ANYLOCK_NOT_HELD) {
                             store_error(op, mc, OLD, xs, eb);
                             rollback(op, mc, OLD);
@@ -243,6 +258,13 @@ static anylock_status mig_acquire(anylock_op *op)
                 }
                 op->granted_at = min64(old_granted, new_granted);
                 return ANYLOCK_OK;
+            }
+            if (st == ANYLOCK_OUTCOME_UNKNOWN && sliced) {
+                /* The slice ran out with a request out: let go of what the
+                 * new store may have granted, and wait on like a timeout. */
+                char ebn[ANYLOCK_ERRMSG_MAX];
+                run(mc, NEW, op, ANYLOCK_SLOT_RELEASE, NULL, ebn, NULL);
+                st = ANYLOCK_TIMEOUT;
             }
             if (st != ANYLOCK_TIMEOUT || !sliced) {
                 store_error(op, mc, NEW, st, eb);

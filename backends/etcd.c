@@ -470,7 +470,7 @@ static void discard_lease(anylock_op *op, etcd_state *s, int64_t lease)
         return;
     pthread_mutex_lock(&s->mu);
     int ok = 0;
-    if (!s->started && !s->stopping && pthread_create(&s->janitor, NULL, janitor_main, s) == 0)
+    if (!s->started && !s->stopping && anylock_thread_create(&s->janitor, janitor_main, s) == 0)
         s->started = 1;
     if (s->started) {
         if (s->npending == s->cap) {

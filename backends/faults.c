@@ -225,7 +225,7 @@ static void *timer_main(void *arg)
 /* fc->mu held. */
 static void timer_start(faults_client *fc)
 {
-    if (!fc->timer_started && pthread_create(&fc->timer, NULL, timer_main, fc) == 0)
+    if (!fc->timer_started && anylock_thread_create(&fc->timer, timer_main, fc) == 0)
         fc->timer_started = 1;
     pthread_cond_signal(&fc->wake);
 }

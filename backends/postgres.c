@@ -988,7 +988,7 @@ static anylock_status watch_add(anylock_op *op, pg_state *s, pg_lock *l)
             st = anylock_op_error(op, ANYLOCK_INTERNAL, "postgres: eventfd: %s", strerror(errno));
     }
     if (st == ANYLOCK_OK && !s->wstarted) {
-        if (pthread_create(&s->wthread, NULL, watcher_main, s) != 0)
+        if (anylock_thread_create(&s->wthread, watcher_main, s) != 0)
             st = anylock_op_error(op, ANYLOCK_INTERNAL, "postgres: cannot start the connection watcher thread");
         else
             s->wstarted = 1;

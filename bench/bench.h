@@ -29,6 +29,7 @@ typedef struct bench_options {
     int nnprocs;
     double cpu_hold_seconds; /* the long hold during which a waiter's CPU is measured */
     int force_threads;       /* workers are threads of this process even for shared stores */
+    int names;               /* sqlite://: distinct names for the file-size figure (0: skip) */
     int json;
     int quiet;               /* no progress lines on stderr */
 } bench_options;
@@ -67,6 +68,10 @@ typedef struct bench_floor bench_floor;
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize);
 /* What one floor round trip is ("PING"). */
 const char *bench_floor_command(const bench_floor *f);
+/* The fewest round trips the store's own lock protocol needs for one
+ * acquire+release, when they are more than the floor pair's (memcached: 3,
+ * or 5 over the binary protocol), else NAN. */
+double bench_floor_pair_round_trips(const bench_floor *f);
 /* How many floor round trips make the floor of one acquire+release pair:
  * as many as the backend's own pair takes (2; 3 for etcd: lease grant,
  * transaction, lease revoke). */
@@ -74,6 +79,14 @@ int bench_floor_trips_per_pair(const bench_floor *f);
 /* One round trip; 0 on success, -1 with a message in err. */
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
 void bench_floor_close(bench_floor *f);
+
+/* flock(2) on a file beside a sqlite:// URL's database: the one-host floor
+ * shown beside sqlite.  bench_flock_path fails (-1) for other URLs. */
+int bench_flock_path(const char *url, char *out, size_t size);
+/* n LOCK_EX + LOCK_UN pairs, each timed into pair (may be NULL). */
+int bench_flock_pairs(const char *path, int n, bench_samples *pair, char *err, size_t errsize);
+/* n hand-offs between two processes, timed into out (us). */
+int bench_flock_handoffs(const char *path, int n, double hold_ms, bench_samples *out, char *err, size_t errsize);
 
 /* ---- results ------------------------------------------------------------- */
 
@@ -104,15 +117,28 @@ typedef struct bench_result {
     double ratio_pairs_per_s; /* ours / floor */
     double ratio_pair_p50;    /* floor pair p50 / our pair p50: the same ratio from
                                  medians, which the machine's noise moves less */
+    double pair_round_trips;  /* round trips one pair needs (NAN: not stated) */
+    double ratio_per_round_trip; /* ours / floor per round trip: ratio_pairs_per_s *
+                                    pair_round_trips / the floor pair's round trips */
 
     /* hand-off: holder's release returning -> waiter's acquire returning */
     int handoffs;
     double handoff_hold_ms;
-    double handoff_us_p50, handoff_us_p99, handoff_us_max;
+    double handoff_us_p50, handoff_us_p99, handoff_us_max; /* from release's return */
+    double handoff_start_us_p50, handoff_start_us_p99;     /* from release's start */
+    double floor_idle_round_trip_us_p50;                  /* one floor round trip after an idle hold */
 
     /* contended throughput and fairness */
     bench_contended contended[BENCH_MAX_NPROCS];
     int ncontended;
+
+    /* sqlite:// only: flock(2) on the same filesystem, and the database's
+     * size after many distinct names were taken and released */
+    int has_flock;
+    double flock_pairs_per_s, flock_pair_us_p50, flock_handoff_us_p50;
+    int names;                 /* distinct names taken and released (0: not measured) */
+    double names_seconds;
+    long long file_bytes_before, file_bytes_after; /* database + WAL, before and after */
 
     /* one waiter's CPU while the lock is held for a long time */
     double cpu_hold_s;     /* how long the waiter waited */

@@ -12,8 +12,14 @@
  *                 of the URL, same protocol.  memcached_version() is not used:
  *                 libmemcached answers it from a cache after the first call,
  *                 so it is no round trip at all.
- *   sqlite://     one empty write transaction (BEGIN IMMEDIATE; COMMIT) on the
- *                 same file, in WAL mode with the backend's pragmas
+ *   sqlite://     one write transaction that writes a row (BEGIN IMMEDIATE;
+ *                 UPDATE of one row; COMMIT), in a database file of its own
+ *                 beside the store's (so that the store's file is not
+ *                 touched), with the backend's settings: WAL,
+ *                 synchronous=NORMAL.  An empty transaction
+ *                 writes no WAL frame and so is no floor for a lock change.
+ *                 Beside it, flock(2) on a file in the same directory: the
+ *                 one-host lock a user could pick instead (bench_flock_*).
  *   postgres://   SELECT 1 on a libpq connection to the same server, in the
  *                 extended protocol the backend uses (each of its acquire and
  *                 release is one such round trip)
@@ -28,11 +34,17 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 
 #ifdef ANYLOCK_WITH_REDIS
 #include <hiredis/hiredis.h>
@@ -45,6 +57,7 @@
 #endif
 #ifdef ANYLOCK_WITH_POSTGRES
 #include <libpq-fe.h>
+#endif
 #ifdef ANYLOCK_WITH_ETCD
 #include <curl/curl.h>
 #endif
@@ -56,6 +69,7 @@ typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLI
 struct bench_floor {
     floor_kind kind;
     char command[64];
+    double pair_round_trips; /* the fewest round trips of one acquire+release; NAN: not stated */
     pthread_mutex_t mu;
 #ifdef ANYLOCK_WITH_REDIS
     redisContext *redis;
@@ -66,10 +80,11 @@ struct bench_floor {
 #endif
 #ifdef ANYLOCK_WITH_SQLITE
     sqlite3 *db;
-    sqlite3_stmt *begin, *commit;
+    sqlite3_stmt *begin, *write, *commit;
 #endif
 #ifdef ANYLOCK_WITH_POSTGRES
     PGconn *pg;
+#endif
 #ifdef ANYLOCK_WITH_ETCD
     CURL *curl;
     struct curl_slist *headers;
@@ -280,6 +295,10 @@ static int memcached_open(bench_floor *f, const floor_url *u, char *err, size_t 
     }
     snprintf(f->mc_key, sizeof f->mc_key, "anylock-bench-floor-missing-%ld", (long)getpid());
     snprintf(f->command, sizeof f->command, "get (miss, %s)", strcasecmp(protocol, "binary") ? "text" : "binary");
+    /* add; gets + cas (docs/memcached.md).  The holder's metadata goes out
+     * with noreply over the text protocol (no round trip); over the binary
+     * protocol its set and its delete are each answered. */
+    f->pair_round_trips = strcasecmp(protocol, "binary") ? 3 : 5;
     return 0;
 }
 
@@ -307,8 +326,11 @@ static int sqlite_open(bench_floor *f, const floor_url *u, char *err, size_t err
         snprintf(err, errsize, "sqlite floor: no file in URL");
         return -1;
     }
-    if (sqlite3_open_v2(path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-        snprintf(err, errsize, "sqlite floor: cannot open %s: %s", path, f->db ? sqlite3_errmsg(f->db) : "?");
+    char floor_path[4200];
+    snprintf(floor_path, sizeof floor_path, "%s-floor.db", path);
+    if (sqlite3_open_v2(floor_path, &f->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, errsize, "sqlite floor: cannot open %s: %s", floor_path, f->db ? sqlite3_errmsg(f->db) : "?");
         return -1;
     }
     /* The backend's settings: a connection used by one thread at a time,
@@ -316,14 +338,17 @@ static int sqlite_open(bench_floor *f, const floor_url *u, char *err, size_t err
      * what a lock needs, without an fsync per transaction), and a busy
      * timeout so that a writer waits its turn. */
     static const char *const pragmas =
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;";
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;"
+        "CREATE TABLE IF NOT EXISTS floor(k INTEGER PRIMARY KEY, v INTEGER NOT NULL);"
+        "INSERT OR IGNORE INTO floor VALUES (1, 0);";
     if (sqlite3_exec(f->db, pragmas, NULL, NULL, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db, "BEGIN IMMEDIATE", -1, &f->begin, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(f->db, "UPDATE floor SET v = v + 1 WHERE k = 1", -1, &f->write, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(f->db, "COMMIT", -1, &f->commit, NULL) != SQLITE_OK) {
-        snprintf(err, errsize, "sqlite floor: %s: %s", path, sqlite3_errmsg(f->db));
+        snprintf(err, errsize, "sqlite floor: %s: %s", floor_path, sqlite3_errmsg(f->db));
         return -1;
     }
-    snprintf(f->command, sizeof f->command, "BEGIN IMMEDIATE; COMMIT");
+    snprintf(f->command, sizeof f->command, "BEGIN IMMEDIATE; UPDATE a row; COMMIT");
     return 0;
 }
 
@@ -331,9 +356,11 @@ static int sqlite_round_trip(bench_floor *f, char *err, size_t errsize)
 {
     int rc1 = sqlite3_step(f->begin);
     sqlite3_reset(f->begin);
+    int rcw = rc1 == SQLITE_DONE ? sqlite3_step(f->write) : SQLITE_DONE;
+    sqlite3_reset(f->write);
     int rc2 = rc1 == SQLITE_DONE ? sqlite3_step(f->commit) : SQLITE_DONE;
     sqlite3_reset(f->commit);
-    if (rc1 != SQLITE_DONE || rc2 != SQLITE_DONE) {
+    if (rc1 != SQLITE_DONE || rcw != SQLITE_DONE || rc2 != SQLITE_DONE) {
         snprintf(err, errsize, "sqlite floor: %s", sqlite3_errmsg(f->db));
         return -1;
     }
@@ -393,6 +420,9 @@ static int postgres_round_trip(bench_floor *f, char *err, size_t errsize)
         snprintf(err, errsize, "postgres floor: SELECT 1: %s", PQerrorMessage(f->pg));
     PQclear(r);
     return ok ? 0 : -1;
+}
+#endif
+
 #ifdef ANYLOCK_WITH_ETCD
 static size_t etcd_sink(char *data, size_t size, size_t n, void *ud)
 {
@@ -458,6 +488,7 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
         return NULL;
     }
     int rc = -1;
+    f->pair_round_trips = NAN;
     if (!strcasecmp(u.scheme, "memory")) {
         f->kind = FLOOR_MEMORY;
         pthread_mutex_init(&f->mu, NULL);
@@ -486,6 +517,8 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
     else if (!strcasecmp(u.scheme, "postgres") || !strcasecmp(u.scheme, "postgresql")) {
         f->kind = FLOOR_POSTGRES;
         rc = postgres_open(f, url, err, errsize);
+    }
+#endif
 #ifdef ANYLOCK_WITH_ETCD
     else if (!strcasecmp(u.scheme, "etcd")) {
         f->kind = FLOOR_ETCD;
@@ -507,6 +540,11 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
 const char *bench_floor_command(const bench_floor *f)
 {
     return f->command;
+}
+
+double bench_floor_pair_round_trips(const bench_floor *f)
+{
+    return f->pair_round_trips;
 }
 
 int bench_floor_trips_per_pair(const bench_floor *f)
@@ -536,6 +574,7 @@ int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
 #ifdef ANYLOCK_WITH_POSTGRES
     case FLOOR_POSTGRES:
         return postgres_round_trip(f, err, errsize);
+#endif
 #ifdef ANYLOCK_WITH_ETCD
     case FLOOR_ETCD:
         return etcd_round_trip(f, err, errsize);
@@ -576,6 +615,7 @@ void bench_floor_close(bench_floor *f)
 #ifdef ANYLOCK_WITH_SQLITE
     case FLOOR_SQLITE:
         sqlite3_finalize(f->begin);
+        sqlite3_finalize(f->write);
         sqlite3_finalize(f->commit);
         if (f->db)
             sqlite3_close(f->db);
@@ -590,4 +630,116 @@ void bench_floor_close(bench_floor *f)
         break;
     }
     free(f);
+}
+
+/* ---- flock(2): the one-host floor beside sqlite:// ------------------------- */
+
+/* The directory of a sqlite:// URL's file, for a flock file beside it;
+ * -1 when url is not a sqlite:// URL. */
+static int sqlite_dir(const char *url, char *out, size_t size)
+{
+    floor_url u;
+    char err[64];
+    if (strncasecmp(url, "sqlite:", 7) || parse_url(url, &u, err, sizeof err) != 0)
+        return -1;
+    const char *path = u.path[0] == '/' ? u.path + 1 : u.path;
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, size, ".");
+    else
+        snprintf(out, size, "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
+    return 0;
+}
+
+int bench_flock_path(const char *url, char *out, size_t size)
+{
+    char dir[4096];
+    if (sqlite_dir(url, dir, sizeof dir) != 0)
+        return -1;
+    snprintf(out, size, "%s/anylock-bench-flock.lock", dir);
+    return 0;
+}
+
+int bench_flock_pairs(const char *path, int n, bench_samples *pair, char *err, size_t errsize)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errsize, "flock floor: %s: %s", path, strerror(errno));
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t t0 = bench_now_ns();
+        if (flock(fd, LOCK_EX) != 0 || flock(fd, LOCK_UN) != 0) {
+            snprintf(err, errsize, "flock floor: %s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        if (pair && bench_samples_add(pair, (double)(bench_now_ns() - t0) / 1e3)) {
+            close(fd);
+            snprintf(err, errsize, "out of memory");
+            return -1;
+        }
+    }
+    close(fd);
+    return 0;
+}
+
+/* Hand-offs of a flock between two processes, timed as the store's are:
+ * the holder releases after the waiter is blocked in flock(LOCK_EX) (it
+ * says so, then the holder keeps the lock hold_ms more), from the return of
+ * the release to the waiter's flock returning. */
+int bench_flock_handoffs(const char *path, int n, double hold_ms, bench_samples *out, char *err, size_t errsize)
+{
+    int to_child[2], to_parent[2];
+    int64_t *times = mmap(NULL, 2 * (size_t)n * sizeof(int64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                          -1, 0);
+    if (times == MAP_FAILED || pipe(to_child) || pipe(to_parent)) {
+        snprintf(err, errsize, "flock hand-off: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        char b;
+        for (int i = 0; fd >= 0 && i < n; i++) {
+            if (read(to_child[0], &b, 1) != 1 || write(to_parent[1], "w", 1) != 1)
+                _exit(1);
+            if (flock(fd, LOCK_EX) != 0)
+                _exit(2);
+            times[n + i] = bench_now_ns();
+            if (flock(fd, LOCK_UN) != 0 || write(to_parent[1], "d", 1) != 1)
+                _exit(3);
+        }
+        _exit(fd >= 0 ? 0 : 4);
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int rc = pid > 0 && fd >= 0 ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char b;
+        if (flock(fd, LOCK_EX) != 0 || write(to_child[1], "g", 1) != 1 || read(to_parent[0], &b, 1) != 1) {
+            rc = -1;
+            break;
+        }
+        bench_sleep_ns((int64_t)(hold_ms * 1e6));
+        flock(fd, LOCK_UN);
+        times[i] = bench_now_ns();
+        if (read(to_parent[0], &b, 1) != 1)
+            rc = -1;
+    }
+    if (fd >= 0)
+        close(fd);
+    close(to_child[1]);
+    int status = 0;
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    close(to_child[0]);
+    close(to_parent[0]);
+    close(to_parent[1]);
+    for (int i = 0; rc == 0 && i < n; i++)
+        bench_samples_add(out, (double)(times[n + i] - times[i]) / 1e3);
+    munmap(times, 2 * (size_t)n * sizeof(int64_t));
+    if (rc != 0)
+        snprintf(err, errsize, "flock hand-off failed");
+    return rc;
 }

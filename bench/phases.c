@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -367,6 +368,8 @@ static int phase_uncontended(const store_ctx *ctx, bench_result *r)
     r->floor_round_trip_us_p99 = bench_samples_quantile(&frt, 0.99);
     r->ratio_pairs_per_s = r->pairs_per_s / r->floor_pairs_per_s;
     r->ratio_pair_p50 = r->floor_pair_us_p50 / r->pair_us_p50;
+    r->pair_round_trips = f ? bench_floor_pair_round_trips(f) : NAN;
+    r->ratio_per_round_trip = f ? r->ratio_pairs_per_s * r->pair_round_trips / bench_floor_trips_per_pair(f) : NAN;
     bench_samples_free(&ours);
     bench_samples_free(&fpair);
     bench_samples_free(&frt);
@@ -390,6 +393,7 @@ typedef struct handoff_shared {
     shared_head h;
     atomic_int rounds;
     int64_t *t_release, *t_acquire; /* point into this mapping */
+    int64_t *t_release_start;       /* when release was called */
 } handoff_shared;
 
 typedef struct handoff_arg {
@@ -438,6 +442,7 @@ static int handoff_worker(int me, void *p)
             }
             if (b == 'A')
                 bench_sleep_ns((int64_t)(a->ctx.o->handoff_hold_ms * 1e6));
+            int64_t t0 = bench_now_ns();
             st = anylock_release(l);
             int64_t t = bench_now_ns();
             if (st != ANYLOCK_OK) {
@@ -448,6 +453,7 @@ static int handoff_worker(int me, void *p)
             if (b == 'S')
                 break;
             sh->t_release[i] = t;
+            sh->t_release_start[i] = t0;
             /* Wait until the waiter has the lock: taking it again at once
              * would barge in ahead of the waiter and measure nothing. */
             if ((b = read_byte(a->pipes[me][0], hold_timeout_ms)) != 'G') {
@@ -483,7 +489,7 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
 {
     const bench_options *o = ctx->o;
     int max = o->handoffs;
-    size_t size = sizeof(handoff_shared) + 2 * (size_t)max * sizeof(int64_t);
+    size_t size = sizeof(handoff_shared) + 3 * (size_t)max * sizeof(int64_t);
     handoff_shared *sh = shared_alloc(size);
     if (!sh) {
         snprintf(r->error, sizeof r->error, "hand-off: out of memory");
@@ -491,6 +497,7 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
     }
     sh->t_release = (int64_t *)(sh + 1);
     sh->t_acquire = sh->t_release + max;
+    sh->t_release_start = sh->t_acquire + max;
     handoff_arg a = {.ctx = *ctx, .sh = sh, .max = max};
     snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-handoff", ctx->name);
     a.stop_at = bench_now_ns() + (int64_t)(o->handoff_max_seconds * 1e9);
@@ -518,13 +525,39 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
         close(a.pipes[i][0]);
         close(a.pipes[i][1]);
     }
-    bench_samples s = {0};
+    bench_samples s = {0}, s0 = {0};
     int rounds = atomic_load(&sh->rounds);
     if (!failed)
-        for (int i = 0; i < rounds; i++)
+        for (int i = 0; i < rounds; i++) {
             bench_samples_add(&s, (double)(sh->t_acquire[i] - sh->t_release[i]) / 1e3);
+            bench_samples_add(&s0, (double)(sh->t_acquire[i] - sh->t_release_start[i]) / 1e3);
+        }
+    r->handoff_start_us_p50 = bench_samples_quantile(&s0, 0.50);
+    r->handoff_start_us_p99 = bench_samples_quantile(&s0, 0.99);
+    bench_samples_free(&s0);
     r->handoffs = (int)s.n;
     r->handoff_hold_ms = o->handoff_hold_ms;
+    /* The floor of a hand-off: one round trip after the same idle hold,
+     * when the store and this process wake from the sleep a hand-off
+     * starts with (on a busy or power-saving machine far slower than the
+     * back-to-back round trips of the uncontended floor). */
+    r->floor_idle_round_trip_us_p50 = NAN;
+    char ferr[256];
+    bench_floor *f = failed ? NULL : bench_floor_open(ctx->url, ferr, sizeof ferr);
+    if (f) {
+        bench_samples cold = {0};
+        int n = rounds < 50 ? rounds : 50;
+        for (int i = 0; i < n; i++) {
+            bench_sleep_ns((int64_t)(o->handoff_hold_ms * 1e6));
+            int64_t t0 = bench_now_ns();
+            if (bench_floor_round_trip(f, ferr, sizeof ferr) != 0)
+                break;
+            bench_samples_add(&cold, (double)(bench_now_ns() - t0) / 1e3);
+        }
+        r->floor_idle_round_trip_us_p50 = bench_samples_quantile(&cold, 0.50);
+        bench_samples_free(&cold);
+        bench_floor_close(f);
+    }
     r->handoff_us_p50 = bench_samples_quantile(&s, 0.50);
     r->handoff_us_p99 = bench_samples_quantile(&s, 0.99);
     r->handoff_us_max = bench_samples_quantile(&s, 1.0);
@@ -795,6 +828,99 @@ static int phase_contended(const store_ctx *ctx, int n, bench_contended *out, ch
     return failed ? -1 : 0;
 }
 
+/* ---- sqlite://: flock(2) beside it, and the file after many names ------------ */
+
+/* flock(2) on the same filesystem: the one-host floor a user could pick
+ * instead of sqlite://, uncontended and handed off as the store is. */
+static void phase_flock(const store_ctx *ctx, bench_result *r)
+{
+    char path[4200], err[256];
+    if (bench_flock_path(ctx->url, path, sizeof path) != 0)
+        return;
+    bench_samples pair = {0}, ho = {0};
+    int64_t t0 = bench_now_ns();
+    int n = 0;
+    int ok = bench_flock_pairs(path, BLOCK, NULL, err, sizeof err) == 0;
+    while (ok && (bench_now_ns() - t0 < (int64_t)(ctx->o->uncontended_seconds * 1e9 / 4) || n == 0)) {
+        ok = bench_flock_pairs(path, BLOCK, &pair, err, sizeof err) == 0;
+        n += BLOCK;
+    }
+    double secs = 0;
+    for (size_t i = 0; i < pair.n; i++)
+        secs += pair.v[i] / 1e6;
+    if (ok)
+        ok = bench_flock_handoffs(path, ctx->o->handoffs, ctx->o->handoff_hold_ms, &ho, err, sizeof err) == 0;
+    if (ok) {
+        r->has_flock = 1;
+        r->flock_pairs_per_s = secs > 0 ? (double)pair.n / secs : NAN;
+        r->flock_pair_us_p50 = bench_samples_quantile(&pair, 0.5);
+        r->flock_handoff_us_p50 = bench_samples_quantile(&ho, 0.5);
+    } else {
+        progress(ctx->o, "  flock floor: %s\n", err);
+    }
+    unlink(path);
+    bench_samples_free(&pair);
+    bench_samples_free(&ho);
+}
+
+/* The database file and its WAL, in bytes (what is there). */
+static long long sqlite_file_bytes(const char *url)
+{
+    const char *p = strstr(url, ":///");
+    if (!p)
+        return -1;
+    char path[4200];
+    snprintf(path, sizeof path, "%s", p + 4);
+    char *q = strchr(path, '?');
+    if (q)
+        *q = '\0';
+    long long total = 0;
+    const char *suffix[] = {"", "-wal"};
+    for (int i = 0; i < 2; i++) {
+        char f[4300];
+        struct stat sb;
+        snprintf(f, sizeof f, "%s%s", path, suffix[i]);
+        if (stat(f, &sb) == 0)
+            total += (long long)sb.st_size;
+    }
+    return total;
+}
+
+/* o->names distinct names taken and released one after the other by one
+ * client: the file must stay bounded (released rows are deleted, their
+ * pages reused). */
+static int phase_names(const store_ctx *ctx, bench_result *r)
+{
+    anylock_client *c = NULL;
+    anylock_status st = anylock_open(ctx->url, &c);
+    if (st != ANYLOCK_OK) {
+        snprintf(r->error, sizeof r->error, "names: open: %s", anylock_errmsg(c));
+        anylock_close(c);
+        return -1;
+    }
+    r->file_bytes_before = sqlite_file_bytes(ctx->url);
+    int64_t t0 = bench_now_ns();
+    int i = 0;
+    for (; i < ctx->o->names; i++) {
+        char name[200];
+        snprintf(name, sizeof name, "%.80s-name-%d", ctx->name, i);
+        anylock_lock *l = NULL;
+        if ((st = anylock_lock_new(c, name, &l)) != ANYLOCK_OK || (st = anylock_acquire(l)) != ANYLOCK_OK ||
+            (st = anylock_release(l)) != ANYLOCK_OK) {
+            snprintf(r->error, sizeof r->error, "names: %s: %s", anylock_status_name(st),
+                     l ? anylock_lock_errmsg(l) : anylock_errmsg(c));
+            anylock_lock_free(l);
+            break;
+        }
+        anylock_lock_free(l);
+    }
+    r->names = i;
+    r->names_seconds = (double)(bench_now_ns() - t0) / 1e9;
+    r->file_bytes_after = sqlite_file_bytes(ctx->url);
+    anylock_close(c);
+    return i == ctx->o->names ? 0 : -1;
+}
+
 /* ---- one store ---------------------------------------------------------------- */
 
 void bench_run_store(const char *url, const bench_options *o, bench_result *r)
@@ -811,8 +937,10 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
     r->pairs_per_s = r->pair_us_p50 = r->pair_us_p99 = nan;
     r->floor_pairs_per_s = r->floor_pair_us_p50 = r->floor_pair_us_p99 = nan;
     r->floor_round_trip_us_p50 = r->floor_round_trip_us_p99 = r->ratio_pairs_per_s = r->ratio_pair_p50 = nan;
+    r->pair_round_trips = r->ratio_per_round_trip = nan;
     r->handoff_us_p50 = r->handoff_us_p99 = r->handoff_us_max = nan;
     r->cpu_hold_s = r->cpu_user_s = r->cpu_sys_s = r->cpu_core_percent = r->cpu_wake_us = nan;
+    r->flock_pairs_per_s = r->flock_pair_us_p50 = r->flock_handoff_us_p50 = nan;
     if (!anylock_backend_available(r->scheme)) {
         snprintf(r->error, sizeof r->error, "the %s:// backend is not available in this build", r->scheme);
         return;
@@ -829,6 +957,10 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
     progress(o, "%s: %d hand-offs (hold %.0f ms)\n", url, o->handoffs, o->handoff_hold_ms);
     if (phase_handoff(&ctx, r) != 0)
         return;
+    if (!strcmp(r->scheme, "sqlite")) {
+        progress(o, "%s: flock(2) beside it: pairs and %d hand-offs\n", url, o->handoffs);
+        phase_flock(&ctx, r);
+    }
     progress(o, "%s: one waiter's CPU during a %.1f s hold\n", url, o->cpu_hold_seconds);
     if (phase_cpu(&ctx, r) != 0)
         return;
@@ -843,5 +975,9 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
             snprintf(r->error, sizeof r->error, "contended (%d): %s", n, err);
             return;
         }
+    }
+    if (!strcmp(r->scheme, "sqlite") && o->names > 0) {
+        progress(o, "%s: %d distinct names taken and released\n", url, o->names);
+        phase_names(&ctx, r);
     }
 }

@@ -224,15 +224,18 @@ anylock_status anylock_open(const char *url, anylock_client **out)
     anylock__defaults_get(&d);
     c->timeout_ms = d.timeout_ms;
     c->expires_ms = d.expires_ms;
+    c->pid = (long)getpid();
+    c->wall_offset_ns = (int64_t)(anylock__wall_now() * 1e9) - anylock_now_ns();
     if (gethostname(c->host, sizeof c->host - 1) != 0)
         c->host[0] = '\0';
     c->host[sizeof c->host - 1] = '\0';
     /* The URL as it is shown, whether or not it parses. */
     c->url = anylock__redact(url ? url : "");
     c->prefix = anylock__strdup(d.prefix);
-    anylock_status st = c->prefix && c->url ? open_client(c, url, &d) : ANYLOCK_NOMEM;
+    /* Before open_client: the backend's open sees op->prefix_len. */
     if (c->prefix)
         c->prefix_len = strlen(c->prefix);
+    anylock_status st = c->prefix && c->url ? open_client(c, url, &d) : ANYLOCK_NOMEM;
     if (st != ANYLOCK_OK && !c->errmsg[0])
         anylock__format(c->errmsg, "%s", anylock_strerror(st));
     /* Whatever a parser or a backend wrote, no secret of the URL stays. */

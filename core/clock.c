@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The monotonic clock, deadlines, timed waits and polling backoff. */
 #include <errno.h>
+#include <signal.h>
 #include <time.h>
 
 #include "internal.h"
@@ -104,4 +105,16 @@ int anylock_backoff_wait(anylock_backoff *b, int64_t deadline)
     sleep_ns(ns);
     b->next_ms = b->next_ms * 2 > b->ceiling_ms ? b->ceiling_ms : b->next_ms * 2;
     return 1;
+}
+
+int anylock_thread_create(pthread_t *thread, void *(*start)(void *), void *arg)
+{
+    /* The new thread inherits the creating thread's mask: block everything
+     * around the create, then put the caller's mask back. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(thread, NULL, start, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
 }

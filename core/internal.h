@@ -119,10 +119,12 @@ void anylock__log_later(anylock_log_level level, anylock_event event, const anyl
 void anylock__log_flush(int keep_lock);
 
 /* ---- meta.c: the holder metadata kept beside a lock ---- */
-/* Encodes the holder metadata for an acquire into buf (ANYLOCK_META_MAX
- * bytes); returns its length. */
-size_t anylock__meta_encode(char *buf, const char *id, const char *host, long pid, double since,
-                            const char *label);
+/* Encodes the holder metadata but its time into buf (ANYLOCK_META_MAX
+ * bytes; at most ANYLOCK_META_MAX - 32 used); returns its length (0 if it
+ * did not fit).  anylock__meta_since appends the time an acquire took it
+ * (Unix time in ms) and returns the whole length. */
+size_t anylock__meta_fixed(char *buf, const char *id, const char *host, long pid, const char *label);
+size_t anylock__meta_since(char *buf, size_t fixed_len, int64_t since_ms);
 /* Decodes meta into the holder fields, if it belongs to id; else leaves
  * them empty.  Strings go into the given buffers. */
 void anylock__meta_decode(const char *meta, size_t meta_len, const char *id, size_t id_len,
@@ -178,6 +180,9 @@ struct anylock_client {
     int64_t timeout_ms;
     int64_t expires_ms;
     char host[ANYLOCK_HOST_MAX + 1]; /* this machine's name, for holder metadata */
+    long pid;                        /* the process that opened it (forked children refuse it) */
+    int64_t wall_offset_ns;          /* the wall clock less the monotonic one, at open: when a
+                                        lock was taken, for its metadata, costs no clock read */
     size_t nlocks;
     anylock__renewer renewer;
     char errmsg[ANYLOCK_ERRMSG_MAX];
@@ -201,6 +206,9 @@ struct anylock_lock {
     char id[ANYLOCK_ID_MAX + 1];
     size_t id_len;
     char *label;                     /* NULL: none */
+    char *meta;                      /* holder metadata but its time, made at the first acquire
+                                        after the id or label changed (NULL: to make) */
+    size_t meta_len;
     int64_t expires_ms;              /* 0: never */
     int64_t timeout_ms;              /* ANYLOCK__MS_FOREVER: forever */
     int timeout_set;                 /* set on this lock, not inherited */
@@ -300,6 +308,10 @@ void anylock__jobs_drain(anylock_lock *lock);
 /* Whether the calling thread is delivering a lost-lock callback for c (or
  * for lock, when lock is not NULL). */
 int anylock__in_callback(const anylock_client *c, const anylock_lock *lock);
+/* Notes that the lost-lock callback running on this thread (if it is
+ * lock's) called the library on lock; and whether it has not yet. */
+void anylock__callback_calls(const anylock_lock *lock);
+int anylock__callback_untouched(const anylock_lock *lock);
 void anylock__renewer_shutdown(anylock_client *client);
 /* Frees a lock's memory (the handle is no longer used by anyone). */
 void anylock__lock_destroy(anylock_lock *lock);

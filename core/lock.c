@@ -50,6 +50,7 @@ static anylock_status enter(anylock_lock *lock)
 {
     if (!lock)
         return ANYLOCK_INVALID;
+    anylock__callback_calls(lock);
     lock->errmsg[0] = '\0';
     return anylock__check_process(lock->client, lock->errmsg);
 }
@@ -62,7 +63,7 @@ static int is_session(const anylock_client *c)
 /* held, as anylock_lock_held() means it; client->mu held. */
 static int holds(const anylock_lock *lock)
 {
-    return lock->state == LS_HELD && anylock_now_ns() < lock->lost_at;
+    return lock->state == LS_HELD && (lock->lost_at == INT64_MAX || anylock_now_ns() < lock->lost_at);
 }
 
 anylock_status anylock_lock_new(anylock_client *c, const char *name, anylock_lock **out)
@@ -123,6 +124,7 @@ void anylock__lock_destroy(anylock_lock *lock)
     free(lock->name);
     free(lock->key);
     free(lock->label);
+    free(lock->meta);
     free(lock->backend_state);
     free(lock);
 }
@@ -174,6 +176,7 @@ void anylock_lock_free(anylock_lock *lock)
         free(lock->name);
         free(lock->key);
         free(lock->label);
+        free(lock->meta);
         free(lock->backend_state);
         free(lock);
         return;
@@ -247,6 +250,8 @@ anylock_status anylock_lock_set_id(anylock_lock *lock, const char *id)
     if (st == ANYLOCK_OK) {
         lock->id_len = strlen(id);
         memcpy(lock->id, id, lock->id_len + 1);
+        free(lock->meta);
+        lock->meta = NULL;
     }
     return lock ? finish(lock, st) : st;
 }
@@ -310,6 +315,8 @@ anylock_status anylock_lock_set_label(anylock_lock *lock, const char *label)
             return fail(lock, ANYLOCK_NOMEM, "out of memory");
         free(lock->label);
         lock->label = copy;
+        free(lock->meta);
+        lock->meta = NULL;
     }
     return lock ? finish(lock, st) : st;
 }
@@ -366,9 +373,16 @@ static anylock_status acquire(anylock_lock *lock, int try_once)
     anylock__op_init(&op, c, lock, lock->errmsg);
     op.expires_ms = anylock__round_expiry(c, lock->expires_ms);
     op.deadline = try_once ? 0 : anylock__deadline(lock->timeout_ms);
-    op.meta_len = anylock__meta_encode(meta, lock->id, c->host, (long)getpid(), anylock__wall_now(), lock->label);
-    op.meta = op.meta_len ? meta : NULL;
+    if (!lock->meta) {
+        lock->meta_len = anylock__meta_fixed(meta, lock->id, c->host, c->pid, lock->label);
+        lock->meta = anylock__strndup(meta, lock->meta_len);
+    }
     int64_t t0 = anylock_now_ns();
+    if (lock->meta) {
+        memcpy(meta, lock->meta, lock->meta_len);
+        op.meta_len = anylock__meta_since(meta, lock->meta_len, (t0 + c->wall_offset_ns) / ANYLOCK__NS_PER_MS);
+        op.meta = op.meta_len ? meta : NULL;
+    }
     st = c->backend->acquire(&op);
 
     pthread_mutex_lock(&c->mu);
@@ -539,6 +553,7 @@ anylock_status anylock_locked(anylock_lock *lock, int *locked)
         return ANYLOCK_INVALID;
     *locked = 0;
     anylock_info info;
+    anylock__callback_calls(lock);
     lock->errmsg[0] = '\0';
     anylock_status st = anylock__inspect(lock->client, lock->name, &info, lock->errmsg);
     if (st != ANYLOCK_OK)
@@ -553,6 +568,7 @@ anylock_status anylock_owner(anylock_lock *lock, char *buf, size_t size)
         return ANYLOCK_INVALID;
     buf[0] = '\0';
     anylock_info info;
+    anylock__callback_calls(lock);
     lock->errmsg[0] = '\0';
     anylock_status st = anylock__inspect(lock->client, lock->name, &info, lock->errmsg);
     if (st != ANYLOCK_OK)
@@ -610,7 +626,14 @@ const char *anylock_lock_id(const anylock_lock *lock)
 
 const char *anylock_lock_errmsg(const anylock_lock *lock)
 {
-    return lock ? lock->errmsg : "no lock (NULL passed)";
+    if (!lock)
+        return "no lock (NULL passed)";
+    /* In its lost-lock callback a lock says why it was lost (lost_msg is
+     * written before the callback is delivered and not changed while the
+     * lock stays lost); errmsg belongs to the calls on the handle. */
+    if (anylock__callback_untouched(lock))
+        return lock->lost_msg;
+    return lock->errmsg;
 }
 
 /* ---- losses the backend reports --------------------------------------------- */

@@ -4,7 +4,7 @@
  * opaque string, written and read only here.  The format (docs/guarantees.md
  * documents it for other tools) is ASCII:
  *
- *   anylock/1;id=ID;host=HOST;pid=PID;since=UNIXTIME;label=LABEL
+ *   anylock/1;id=ID;pid=PID;host=HOST;label=LABEL;since=UNIXTIME
  *
  * where HOST and LABEL are percent-encoded (every byte outside 0x21-0x7e,
  * and '%', ';' and '='), PID is decimal and UNIXTIME is seconds with
@@ -38,18 +38,48 @@ static size_t put_encoded(char *out, size_t o, size_t max, const char *s)
     return o;
 }
 
-size_t anylock__meta_encode(char *buf, const char *id, const char *host, long pid, double since, const char *label)
+/* The part that changes with each acquire ("since") goes last, so that the
+ * rest is made once per handle (anylock__meta_fixed) and only this is
+ * written per acquire. */
+#define SINCE_MAX 32
+
+size_t anylock__meta_fixed(char *buf, const char *id, const char *host, long pid, const char *label)
 {
-    int n = snprintf(buf, ANYLOCK_META_MAX, "%s;id=%s;pid=%ld;since=%.3f;host=", magic, id, pid, since);
-    if (n < 0 || n >= ANYLOCK_META_MAX)
+    size_t max = ANYLOCK_META_MAX - SINCE_MAX;
+    int n = snprintf(buf, max, "%s;id=%s;pid=%ld;host=", magic, id, pid);
+    if (n < 0 || (size_t)n >= max)
         return 0;
-    size_t o = put_encoded(buf, (size_t)n, ANYLOCK_META_MAX, host);
-    if (label && *label && o + 7 < ANYLOCK_META_MAX) {
+    size_t o = put_encoded(buf, (size_t)n, max, host);
+    if (label && *label && o + 7 < max) {
         memcpy(buf + o, ";label=", 7);
-        o = put_encoded(buf, o + 7, ANYLOCK_META_MAX, label);
+        o = put_encoded(buf, o + 7, max, label);
     }
     buf[o] = '\0';
     return o;
+}
+
+size_t anylock__meta_since(char *buf, size_t fixed_len, int64_t since_ms)
+{
+    if (!fixed_len)
+        return 0;
+    /* By hand: this runs on every acquire, and printf is most of its cost. */
+    char digits[24];
+    int n = 0;
+    uint64_t v = since_ms > 0 ? (uint64_t)since_ms : 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v || n < 4);
+    char *p = buf + fixed_len;
+    memcpy(p, ";since=", 7);
+    p += 7;
+    for (int i = n - 1; i >= 3; i--)
+        *p++ = digits[i];
+    *p++ = '.';
+    for (int i = 2; i >= 0; i--)
+        *p++ = digits[i];
+    *p = '\0';
+    return (size_t)(p - buf);
 }
 
 static int hexval(int c)

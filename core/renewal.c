@@ -31,6 +31,9 @@
 #define WORKERS_MAX 32
 
 static _Thread_local const anylock_lock *delivering_now;
+/* The callback running on this thread called the library on its own lock
+ * (whose message then says how that call went). */
+static _Thread_local int callback_called;
 
 int anylock__in_callback(const anylock_client *c, const anylock_lock *lock)
 {
@@ -38,13 +41,33 @@ int anylock__in_callback(const anylock_client *c, const anylock_lock *lock)
     return l && (lock ? l == lock : l->client == c);
 }
 
+void anylock__callback_calls(const anylock_lock *lock)
+{
+    if (delivering_now == lock)
+        callback_called = 1;
+}
+
+int anylock__callback_untouched(const anylock_lock *lock)
+{
+    return delivering_now == lock && !callback_called;
+}
+
 /* ---- timing ----------------------------------------------------------- */
 
-/* How long before its end a lease is renewed: a third of it, and at least
- * the store's expiry resolution, but never sooner than a third into it. */
+/* A renewal leaves at least this much of the lease: the time a loaded
+ * machine may take to run the renewal thread and the store's answer. */
+#define RENEW_MARGIN_MIN_MS 250
+
+/* When a lease is renewed, counted from its start: with a third of it left,
+ * and at least the store's expiry resolution and RENEW_MARGIN_MIN_MS left,
+ * but never sooner than a third into it (short leases renew every third). */
 static int64_t renew_offset_ms(int64_t lease_ms, int64_t resolution_ms)
 {
-    int64_t margin = lease_ms / 3 > resolution_ms ? lease_ms / 3 : resolution_ms;
+    int64_t margin = lease_ms / 3;
+    if (margin < resolution_ms)
+        margin = resolution_ms;
+    if (margin < RENEW_MARGIN_MIN_MS)
+        margin = RENEW_MARGIN_MIN_MS;
     int64_t at = lease_ms - margin;
     return at > lease_ms / 3 ? at : lease_ms / 3;
 }
@@ -154,7 +177,7 @@ static int start_scheduler(anylock_client *c)
     anylock__renewer *r = &c->renewer;
     if (r->started)
         return 0;
-    if (pthread_create(&r->scheduler, NULL, scheduler_main, c) != 0)
+    if (anylock_thread_create(&r->scheduler, scheduler_main, c) != 0)
         return -1;
     r->started = 1;
     return 0;
@@ -194,7 +217,7 @@ static void queue_job(anylock_lock *lock, anylock__job_kind kind)
                 r->capworkers = cap;
             }
         }
-        if (r->nworkers < r->capworkers && pthread_create(&r->workers[r->nworkers], NULL, worker_main, c) == 0)
+        if (r->nworkers < r->capworkers && anylock_thread_create(&r->workers[r->nworkers], worker_main, c) == 0)
             r->nworkers++;
     }
     pthread_cond_signal(&r->work);
@@ -480,9 +503,12 @@ static int run_deliver(anylock__job *j)
     pthread_mutex_unlock(&c->mu);
     if (fn) {
         const anylock_lock *outer = delivering_now;
+        int outer_called = callback_called;
         delivering_now = lock;
+        callback_called = 0;
         fn(lock, why, ud);
         delivering_now = outer;
+        callback_called = outer_called;
     }
     pthread_mutex_lock(&c->mu);
     lock->delivering = 0;

@@ -207,6 +207,12 @@ ANYLOCK_EXPORT int64_t anylock_ms_until(int64_t deadline_ns);
 ANYLOCK_EXPORT int anylock_cond_init(pthread_cond_t *cond);
 ANYLOCK_EXPORT int anylock_cond_wait_until(pthread_cond_t *cond, pthread_mutex_t *mu, int64_t deadline_ns);
 
+/* pthread_create for a backend's own thread (a watcher, a timer): the
+ * thread starts with every signal blocked, as the library's own threads do,
+ * so that signals meant for the application (SIGCHLD, SIGINT, SIGTERM...)
+ * never land in it.  Returns what pthread_create does. */
+ANYLOCK_EXPORT int anylock_thread_create(pthread_t *thread, void *(*start)(void *), void *arg);
+
 /*
  * Polling with capped exponential backoff and jitter, for stores that cannot
  * notify a waiter.  The first wait is `first_ms`, each next one doubles up to

@@ -14,12 +14,15 @@ trap 'rc=$?; if [ "$rc" -ne 0 ]; then cat "$log" >&4; echo "install-deps: failed
 exec 3>&1 4>&2 >"$log" 2>&1
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# man-db and systemd only for tests/test_cli.sh: man --warnings checks the
+# man page, systemd-analyze verify the systemd unit of docs/cli.md.
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config ca-certificates \
     check libhiredis-dev libmemcached-dev libsqlite3-dev sqlite3 libpq-dev \
     libcurl4-openssl-dev libjson-c-dev \
     redis-server memcached postgresql etcd-server etcd-client python3 python3-redis python3-cffi python3-pytest \
-    valgrind clang libclang-rt-14-dev >/dev/null
+    valgrind clang libclang-rt-14-dev \
+    man-db systemd >/dev/null
 # Debian starts the servers as services on install where it can; the tests
 # use their own, so stop those to keep the machine quiet.
 # (etcd's service would hold the default client port 2379.)

@@ -47,6 +47,13 @@ anylock_lock *conformance_lock(anylock_client *c, const char *name)
     return l;
 }
 
+double conformance_time_scale(void)
+{
+    const char *scale = getenv("ANYLOCK_TEST_TIME_SCALE");
+    double k = scale ? atof(scale) : 1;
+    return k > 1 ? k : 1;
+}
+
 /* The store's features, read once per suite (conformance_suite). */
 static unsigned features;
 
@@ -943,12 +950,14 @@ typedef struct cb_ctx {
     atomic_int done;
     anylock_status st;
     int held_inside;
+    char why[ANYLOCK_ERRMSG_MAX]; /* anylock_lock_errmsg() as the callback starts */
 } cb_ctx;
 
 static void on_lost_act(anylock_lock *lock, anylock_status why, void *ud)
 {
     (void)why;
     cb_ctx *x = ud;
+    snprintf(x->why, sizeof x->why, "%s", anylock_lock_errmsg(lock));
     x->held_inside = anylock_lock_held(lock);
     /* On a store that reports the loss at once, the callback can run before
      * the thief took the lock: wait for it. */
@@ -1013,6 +1022,7 @@ START_TEST(t_callback_calls_library)
         test_sleep(0.02);
     ck_assert_msg(atomic_load(&x.done), "the callback did not finish: a deadlock");
     ck_assert_int_eq(x.held_inside, 0); /* the loss is visible when the callback runs */
+    ck_assert_msg(x.why[0], "the lock's message does not say why it was lost");
     static const anylock_status want[CB_ACTIONS_] = {
         [CB_ACQUIRE] = ANYLOCK_TIMEOUT, [CB_TRY_ACQUIRE] = ANYLOCK_OK, [CB_EXTEND] = ANYLOCK_NOT_HELD,
         [CB_RELEASE] = ANYLOCK_NOT_HELD, [CB_FREE] = ANYLOCK_OK,       [CB_CLOSE] = ANYLOCK_MISUSE,
@@ -1163,8 +1173,7 @@ Suite *conformance_suite(const conformance_config *config)
      * the instrumented build.  The suite keeps this copy. */
     static conformance_config scaled;
     scaled = *config;
-    const char *scale = getenv("ANYLOCK_TEST_TIME_SCALE");
-    double k = scale ? atof(scale) : 1;
+    double k = conformance_time_scale();
     if (k > 1) {
         scaled.expiry *= k;
         scaled.slack *= k;

@@ -15,6 +15,8 @@ extern const conformance_config *conformance_cfg;
  * process so that tests never see each other's locks. */
 anylock_client *conformance_client(const char *tag);
 anylock_lock *conformance_lock(anylock_client *c, const char *name);
+/* $ANYLOCK_TEST_TIME_SCALE (at least 1): how much slower this build runs. */
+double conformance_time_scale(void);
 /* The features of the store under test. */
 unsigned conformance_features(void);
 /* Fills url with the store's URL and a prefix for tag (for child processes). */

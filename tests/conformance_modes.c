@@ -310,19 +310,19 @@ static int crowd_member(int index, void *arg)
             raise_max(&b->max_holders, h);
             if (h > (int)cr->permits)
                 atomic_fetch_add(&b->overlaps, 1);
-            usleep(30000);
+            usleep((useconds_t)(30000 * conformance_time_scale()));
             atomic_fetch_sub(&b->holders, 1);
         } else if (exclusive) {
             if (atomic_fetch_add(&b->writers, 1) != 0 || atomic_load(&b->readers) != 0)
                 atomic_fetch_add(&b->overlaps, 1);
-            usleep(3000);
+            usleep((useconds_t)(3000 * conformance_time_scale()));
             atomic_fetch_sub(&b->writers, 1);
         } else {
             int r = atomic_fetch_add(&b->readers, 1) + 1;
             raise_max(&b->max_readers, r);
             if (atomic_load(&b->writers) != 0)
                 atomic_fetch_add(&b->overlaps, 1);
-            usleep(20000);
+            usleep((useconds_t)(20000 * conformance_time_scale()));
             atomic_fetch_sub(&b->readers, 1);
         }
         if (anylock_release(l) != ANYLOCK_OK)

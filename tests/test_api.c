@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -710,6 +712,49 @@ START_TEST(t_fork_free_in_child)
 }
 END_TEST
 
+/* The library's own threads never take the application's signals: each
+ * starts with every signal blocked (a CLI that waits for SIGCHLD, a program
+ * whose SIGINT handler must run in the main thread). */
+START_TEST(t_threads_block_signals)
+{
+    anylock_client *c = open_ok("memory://sigmask");
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(c, "s", &l), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(l, 0.3), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(l, 1), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    test_sleep(0.4); /* a renewal ran: the scheduler and a worker exist */
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    int others = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.' || atol(e->d_name) == (long)getpid())
+            continue;
+        char path[300], line[256];
+        snprintf(path, sizeof path, "/proc/self/task/%s/status", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        unsigned long long blocked = 0;
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "SigBlk:", 7))
+                blocked = strtoull(line + 7, NULL, 16);
+        fclose(f);
+        others++;
+        for (int sig = 1; sig < 32; sig++) {
+            if (sig == SIGKILL || sig == SIGSTOP)
+                continue;
+            ck_assert_msg(blocked & (1ULL << (sig - 1)), "thread %s takes signal %d", e->d_name, sig);
+        }
+    }
+    closedir(d);
+    ck_assert_int_ge(others, 2);
+    anylock_lock_free(l);
+    anylock_close(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -731,6 +776,7 @@ int main(void)
     tcase_add_test(tc, t_log);
     tcase_add_test(tc, t_features_and_options);
     tcase_add_test(tc, t_fork_free_in_child);
+    tcase_add_test(tc, t_threads_block_signals);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

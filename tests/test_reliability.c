@@ -445,7 +445,10 @@ START_TEST(t_dead_server)
     test_sleep(0.5);
     test_server_kill(&server);
     pthread_join(t, NULL);
-    ck_assert_msg(is_connection_status(w.status), "the waiter got %s", anylock_status_name(w.status));
+    /* OUTCOME_UNKNOWN: a try the waiter sent as the server went down got
+     * no answer (it may have been run). */
+    ck_assert_msg(is_connection_status(w.status) || w.status == ANYLOCK_OUTCOME_UNKNOWN, "the waiter got %s",
+                  anylock_status_name(w.status));
     ck_assert_msg(w.took <= 4 + be->call_bound, "the waiter returned after %.3f s", w.took);
 
     /* Every call answers a connection status, in bounded time. */
