@@ -186,15 +186,16 @@ for path in docs:
             if (store, name) in table:
                 checked += 1
                 ok = agree(value, table[(store, name)][0])
+                said = [table[(store, name)][0]]
             elif store is None and name in all_values:
                 checked += 1
                 ok = any(agree(value, v) for v in all_values[name])
+                said = all_values[name]
             else:
                 continue
             if not ok:
                 fail("%s:%d says `%s` defaults to %s; docs/defaults.md says %s"
-                     % (rel, lineno, name, value.strip(),
-                        ", ".join(sorted(plain(v) for v in all_values.get(name, [])))))
+                     % (rel, lineno, name, value.strip(), " or ".join(sorted(plain(v) for v in said))))
 
 print("%d defaults in the code, %d rows in docs/defaults.md, %d statements in the other documents checked"
       % (len(code), len(table), checked))
