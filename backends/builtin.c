@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The backends this build has, registered by the core's init hook
  * (core/builtins.h) through the registry's one validation and insertion
  * path, as a third-party backend is.  Every status is checked: the first

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The backends compiled into the library (each uses only
  * anylock_backend.h), for the table in builtin.c. */
 #ifndef ANYLOCK_BUILTIN_H

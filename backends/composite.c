@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * migrate://?old=URL&new=URL: a composite store for moving locks from one
  * store to another without a window where two holders can get in.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * faults://?store=URL&...: a store that misbehaves on purpose (see
  * include/anylock_faults.h for the parameters).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * memory://[NAMESPACE]: locks inside this process, with real mutual exclusion
  * between threads.  Clients opened with the same namespace (the URL's host;

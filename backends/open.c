@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * open://: a lock that is always acquired at once and excludes nobody, for
  * tests that do not care about locking (pylock's OpenLock).  Nothing is

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock-bench: runs the benchmark on each URL given and prints one table
  * (or, with --json, one JSON object per store, one per line).

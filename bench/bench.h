@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock-bench: how fast each backend is, as a ratio to the physical floor
  * of its store measured in the same run.

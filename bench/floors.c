@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The floors: the cheapest round trip each store offers, made with the
  * store's own client library, so that anylock's figures can be read as a

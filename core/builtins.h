@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The hook through which the core registers the backends built into the
  * library, as SQLite calls sqlite3_os_init(): the registry calls

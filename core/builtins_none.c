@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The built-in backends' hook for a build that has none of them (the URL
  * fuzzer): nothing to register. */
 #include "builtins.h"

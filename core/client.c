@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Clients: opening from a URL, the client-wide operations, dispatch to the
  * backend's slots (with the version checks), fork detection, and the calls

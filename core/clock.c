@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The monotonic clock, deadlines, timed waits and polling backoff. */
 #include <errno.h>
 #include <signal.h>

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Process-wide defaults and the validation of names, prefixes, ids and
  * durations.  Precedence, lowest first: the library's built-in defaults

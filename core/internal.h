@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The core's private declarations: the handles' layout, the parsed URL, and
  * the helpers shared by core/ files.  Non-static internal symbols are named
@@ -63,6 +64,9 @@ anylock_status anylock__check_label(const char *label, char *errbuf);
 anylock_status anylock__make_id(char id[ANYLOCK_ID_MAX + 1]);
 
 /* ---- url.c ---- */
+/* Tests only: called with each default anylock_url_param_ms() hands a
+ * backend (tests/print_defaults.c sets it). */
+extern void (*anylock__param_default_hook)(const char *scheme, const char *name, int64_t dflt_ms);
 typedef struct anylock__url {
     anylock_url pub;         /* what the backend sees */
     const char *prefix;      /* core parameters, NULL when absent */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Lock handles: options, validation, and the acquire / release / extend
  * dispatch with the handle's state.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The log hook: one process-wide handler and level, read on every event
  * without a lock (an atomic level makes a disabled log cost one load). */
 #include <stdatomic.h>

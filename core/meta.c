@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Holder metadata: who holds a lock, kept by the backend beside it as one
  * opaque string, written and read only here.  The format (docs/guarantees.md

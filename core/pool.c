@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The connection pool every backend that keeps connections uses: a mutex, a
  * stack of idle connections and the backend's open/close/usable methods.  A

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * What a backend's enumerate slot finds, gathered by the core: every record
  * is copied as it comes (so a backend may emit while it holds its own locks,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The backend registry: URL scheme -> vtable.  Built-in backends are
  * registered on first use by the core's one init hook (core/builtins.h),

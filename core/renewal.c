@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Watching held locks: auto-renewal, expiries, and losses.
  *

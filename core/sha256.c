@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* SHA-256 (FIPS 180-4), for the documented mappings of lock names onto
  * store keys (memcached's long keys, postgres's 64-bit keys, file names). */
 #include <string.h>

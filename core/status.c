@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Status names and messages, generated from the one list in anylock.h. */
 #include "internal.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The URL parser.  libcurl's URL API is the model: every defect gets its own
  * status, and the message says where it is.  The grammar is RFC 3986's,
@@ -729,11 +730,18 @@ const char *anylock_url_param_get(const anylock_url *url, const char *name)
     return NULL;
 }
 
+/* For tests/print_defaults.c only (never set otherwise): told of every
+ * default a backend takes here, so that tests/test_docs.sh compares the
+ * defaults the documentation states with the ones the code uses. */
+void (*anylock__param_default_hook)(const char *scheme, const char *name, int64_t dflt_ms);
+
 anylock_status anylock_url_param_ms(anylock_op *op, const anylock_url *url, const char *name, int64_t dflt,
                                     int64_t *out_ms)
 {
     const char *v = anylock_url_param_get(url, name);
     if (!v) {
+        if (anylock__param_default_hook)
+            anylock__param_default_hook(url->scheme, name, dflt);
         *out_ms = dflt;
         return ANYLOCK_OK;
     }

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Small string and message helpers. */
 #include <stdio.h>
 #include <stdlib.h>

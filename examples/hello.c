@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * hello: the smallest complete anylock program.  It takes the lock "hello"
  * on the store named by its argument (default: an SQLite file in the current

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * An application that must stop working when it loses its lock: it takes
  * the lock "report", keeps it renewed while it works in small steps, and

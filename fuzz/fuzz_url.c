@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * libFuzzer target for everything anylock parses from untrusted text: the
  * URL parser, the core's query parameters (through anylock_open on

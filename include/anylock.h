@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock: named locks across processes and machines, on whichever store a
  * team already runs.  One API; the store is picked by a URL.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock_backend.h: how to add a store to anylock.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock_faults.h: faults on purpose, for testing what an application does
  * when locking goes wrong.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Builds anylock from scratch and runs every test (make check), in a build
 # directory of its own.
 #
@@ -47,9 +48,11 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:exitcode=66}
 
 check_args=()
+# Build every check program first, into make.out like the rest of the
+# build, so that what make check prints is the tests' results.
+make -j"$jobs" check TESTS= >>make.out 2>&1 || { cat make.out; exit 1; }
 if [ -n "$only" ]; then
-    # Build every check program, then keep the listed ones that exist.
-    make -j"$jobs" check TESTS= >>make.out 2>&1 || { cat make.out; exit 1; }
+    # Keep the listed programs that exist.
     tests=""
     for t in $only; do
         [ -e "$t" ] && tests="$tests $t"
@@ -70,7 +73,7 @@ if [ "$mode" = valgrind ]; then
     check_args+=("LOG_COMPILER=$PWD/libtool"
         "LOG_FLAGS=--mode=execute valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --error-exitcode=1 --fair-sched=yes --track-fds=no")
 fi
-if ! make -j"$jobs" check "${check_args[@]}"; then
+if ! make -s --no-print-directory -j"$jobs" check "${check_args[@]}"; then
     for log in tests/*.log; do
         grep -q '^FAIL\|^ERROR' "$log" 2>/dev/null && { echo "==== $log"; tail -n 60 "$log"; }
     done

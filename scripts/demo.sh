@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Builds anylock (in _build/, out of the source tree) and shows the command at
 # work on the embedded SQLite default: two contenders for one lock, the second
 # waiting for the first.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # Builds the libFuzzer target fuzz/fuzz_url (clang, -fsanitize=fuzzer with
 # ASan and UBSan) straight from the library's sources, and runs it for the
 # given number of seconds (default 60) over a copy of fuzz/corpus/url.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Installs what building and testing anylock needs on Debian 12 (bookworm):
 # the toolchain, the store libraries, Check, and real redis, memcached,
 # PostgreSQL and etcd servers for the tests (they are started by the tests
@@ -7,6 +8,10 @@ set -eu
 if [ "$(id -u)" -ne 0 ]; then
     exec sudo "$0" "$@"
 fi
+# apt's and debconf's progress goes to a log, shown only if something fails.
+log=$(mktemp "${TMPDIR:-/tmp}/anylock-install-deps.XXXXXX")
+trap 'rc=$?; if [ "$rc" -ne 0 ]; then cat "$log" >&4; echo "install-deps: failed (exit $rc)" >&4; fi; rm -f "$log"' EXIT
+exec 3>&1 4>&2 >"$log" 2>&1
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 # man-db and systemd only for tests/test_cli.sh: man --warnings checks the
@@ -24,4 +29,8 @@ apt-get install -y -qq --no-install-recommends \
 for svc in redis-server memcached postgresql etcd; do
     if command -v service >/dev/null 2>&1; then service "$svc" stop >/dev/null 2>&1 || true; fi
 done
-echo "install-deps: done"
+# For the packaging tests: CMake builds the example against an installed
+# anylock (tests/test_install.sh); man and groff check the manual pages
+# (tests/test_man.sh).
+apt-get install -y -qq --no-install-recommends cmake man-db groff-base >/dev/null
+echo "install-deps: done" >&3

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The assertion every test program uses on anylock calls: on failure it
  * names the call and both statuses, e.g.
  * "anylock_acquire(b): got BUSY, want OK". */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The conformance suite: what every store must do, whatever it is.  Most
  * tests run on every store; those for a capability (tokens, sessions) run

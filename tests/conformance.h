@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The conformance suite: the behaviour every backend must show, run
  * unchanged against each one.  A backend's test program describes what the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* What the conformance suite's files share: the configuration under test
  * and the helpers that make clients and locks for it. */
 #ifndef ANYLOCK_TEST_CONFORMANCE_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The conformance suite for shared (reader-writer) locks and semaphores:
  * what every store that has the mode must do (semantics as memory:// has

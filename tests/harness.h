@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The test harness: real servers on free loopback ports, temporary
  * directories, and helpers for many-process contention.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* The core API on memory://: validation with its statuses, defaults and
  * their precedence, the registry (a third-party backend defined here), and
  * messages that never show a password. */

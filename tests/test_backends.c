@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Backends written against the backend-author header, here in the test,
  * registered at run time, each running the whole conformance suite:

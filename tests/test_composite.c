@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * migrate://: the conformance suite on a composite of two memory:// stores,
  * then what is the composite's own: both stores hold the lock, a failed

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The example programs, run as an application's own tests would run them:
 # examples/lost on faults:// stops its work when the lock is lost on purpose,
 # and does all of it when nothing goes wrong.

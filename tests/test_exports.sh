@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The shared library exports the public API and nothing else: every dynamic
 # symbol it defines is named anylock_* and is declared in include/.
 set -eu

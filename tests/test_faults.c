@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * faults://: the wrapped store passes the conformance suite untouched, and
  * each fault does what include/anylock_faults.h says, from the URL and at

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* memory:// passes the whole conformance suite (threads only: it is
  * in-process by design). */
 #include <stdlib.h>

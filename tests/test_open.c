@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* open:// runs the part of the conformance suite that applies to a lock that
  * excludes nobody, plus its own promise: it never blocks. */
 #include "anylock.h"

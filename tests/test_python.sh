@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # The Python package (python/) under pytest, against the library make just
 # built: every store this build has (the tests start their own redis and
 # memcached servers on free loopback ports), the interop with a

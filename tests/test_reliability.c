@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The reliability suite: what a lock library must never do, shown on every
  * backend compiled in.

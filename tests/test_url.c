@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* Table-driven tests of the URL parser: each good URL with what it parses
  * to, each bad one with its own status. */
 #include <check.h>

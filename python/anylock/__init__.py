@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """anylock: named locks across processes and machines, on whichever store
 you run, picked by a URL (sqlite://, redis://, memcached://, memory://, ...).
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The C library through cffi's ABI mode: the declarations below mirror
 include/anylock.h (tests/test_abi.py checks every size, offset and constant
 against a program compiled from the real header), and the library is opened

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """What runs behind the API: the callback thread, fork and exit.
 
 The callback thread.  The library calls back from its own threads (a

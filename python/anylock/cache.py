@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The cache-stampede helper (python-redis-lock's Django cache
 ``locked_get_or_set``), on any store: one caller computes a missing value,
 the others wait for the lock and then read what it stored.

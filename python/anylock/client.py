@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Client: one store, opened from a URL; shareable between threads."""
 import collections
 import math

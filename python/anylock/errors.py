@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The exceptions: one class per kind of status, all under LockError.
 
 Each exception carries the library's status (``status``: the number,

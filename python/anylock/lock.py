@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Lock: python-redis-lock's Lock, on any store anylock has."""
 import math
 import threading

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * Prints the sizes, field offsets and constants of include/anylock.h as the
  * C compiler sees them, one "key value" per line, so that the Python

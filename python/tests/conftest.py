@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Fixtures: the stores this build has, on real servers.
 
 redis and memcached servers are started here (once per run) on free loopback

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The ABI-mode declarations against the real header, as compiled."""
 import os
 import subprocess

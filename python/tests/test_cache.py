@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """locked_get_or_set: one caller computes, the others wait for its result."""
 import threading
 import time

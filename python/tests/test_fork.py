@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """fork() after open: the child's inherited clients fail cleanly (Forked);
 a new client in the child works; the parent's are untouched."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """One redis server, two clients: this package and a client speaking
 python-redis-lock 4.0's protocol (tests/redis_interop.py, the C tests'
 helper).  They exclude each other, wake each other, and each sees the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """python-redis-lock's API, and anylock's own, on every store this build has."""
 import os
 import threading

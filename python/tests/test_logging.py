@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """The library's log records reach the "anylock" logger."""
 import logging
 import threading

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Interpreter exit with locks held, renewals running, a thread waiting and
 losses being reported: no crash, no hang, the locks released."""
 import subprocess

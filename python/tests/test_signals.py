@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Ctrl-C (SIGINT) interrupts a blocking acquire within a bounded time."""
 import os
 import signal

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """Threads sharing one Client, and the GIL released during waits."""
 import threading
 import time
