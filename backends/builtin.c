@@ -16,6 +16,7 @@ static const builtin table[] = {
     {"open", &anylock__open_backend},
     {"memory", &anylock__memory_backend},
     {"migrate", &anylock__migrate_backend},
+    {"faults", &anylock__faults_backend},
 #ifdef ANYLOCK_WITH_REDIS
     {"redis", &anylock__redis_backend},
     {"redis+unix", &anylock__redis_backend},

@@ -8,6 +8,7 @@
 extern const anylock_backend anylock__open_backend;
 extern const anylock_backend anylock__memory_backend;
 extern const anylock_backend anylock__migrate_backend;
+extern const anylock_backend anylock__faults_backend;
 extern const anylock_backend anylock__redis_backend;
 extern const anylock_backend anylock__memcached_backend;
 extern const anylock_backend anylock__sqlite_backend;

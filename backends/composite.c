@@ -23,11 +23,9 @@
  * returns: an acquire never succeeds on an old lease that may have passed.
  * The fencing token is the new store's (the store the migration goes to).
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "builtin.h"
 
@@ -57,34 +55,6 @@ static anylock_status store_error(anylock_op *op, const mig_client *mc, int whic
                             msg && *msg ? msg : anylock_strerror(st));
 }
 
-/* Whether the sub-URL's query sets parameter name. */
-static int query_sets(const char *url, const char *name)
-{
-    const char *q = strchr(url, '?');
-    size_t n = strlen(name);
-    for (const char *p = q; p; p = strchr(p + 1, '&'))
-        if (!strncmp(p + 1, name, n) && (p[1 + n] == '=' || p[1 + n] == '&' || p[1 + n] == '\0'))
-            return 1;
-    return 0;
-}
-
-/* Checks one sub-URL before it is opened: it must not set the core's
- * prefix, timeout or expires, which belong to the migrate:// URL (one key and
- * one set of durations for both stores), nor be migrate:// itself. */
-static anylock_status check_sub_url(anylock_op *op, int which, const char *text)
-{
-    static const char *const core[] = {"prefix", "timeout", "expires"};
-    for (size_t i = 0; i < sizeof core / sizeof *core; i++)
-        if (query_sets(text, core[i]))
-            return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
-                                    "migrate:// parameter %s: set %s on the migrate:// URL, not on the %s store's URL",
-                                    label[which], core[i], label[which]);
-    if (!strncasecmp(text, "migrate:", 8))
-        return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "migrate:// parameter %s: migrate:// cannot be nested",
-                                label[which]);
-    return ANYLOCK_OK;
-}
-
 static size_t aligned(size_t n)
 {
     return (n + ALIGN - 1) / ALIGN * ALIGN;
@@ -107,7 +77,7 @@ static anylock_status mig_open(anylock_op *op, const anylock_url *url)
                                     "migrate:// needs both old=URL and new=URL (percent-encode '&', '=' and '%%' "
                                     "inside them); %s= is missing",
                                     label[i]);
-        anylock_status st = check_sub_url(op, i, text[i]);
+        anylock_status st = anylock_check_store_url(op, label[i], text[i], "migrate");
         if (st != ANYLOCK_OK)
             return st;
     }

@@ -247,11 +247,12 @@ anylock_status anylock_close(anylock_client *c)
         return ANYLOCK_OK;
     if (c->fork_gen != anylock__fork_generation()) {
         /* In a child after fork(): the connections, files and threads are
-         * the parent's.  Only the memory is freed; the backend's state is
-         * left as it is (closing it could talk over the parent's
-         * connections), and the mutexes may have been held by threads that
-         * do not exist here. */
+         * the parent's.  Only the core's memory (and the backend's state
+         * block itself) is freed: the backend's close is not called, since
+         * it could talk over the parent's connections, and the mutexes may
+         * have been held by threads that do not exist here. */
         free(c->renewer.heap);
+        free(c->state);
         free(c->url);
         free(c->scheme);
         free(c->prefix);
@@ -534,6 +535,37 @@ unsigned anylock_client_flags(const anylock_client *c)
 int64_t anylock_client_expiry_resolution_ms(const anylock_client *c)
 {
     return c && c->open_status == ANYLOCK_OK ? c->resolution_ms : 1;
+}
+
+anylock_status anylock_check_store_url(anylock_op *op, const char *param, const char *url, const char *self)
+{
+    static const char *const core[] = {"prefix", "timeout", "expires"};
+    anylock__url u;
+    char eb[ANYLOCK_ERRMSG_MAX];
+    if (anylock__url_parse(url, &u, eb) != ANYLOCK_OK)
+        return ANYLOCK_OK; /* opening it says what is wrong */
+    const char *set[] = {u.prefix, u.timeout, u.expires};
+    int nested = self && !strcmp(u.pub.scheme, self);
+    anylock__url_free(&u);
+    for (size_t i = 0; i < sizeof core / sizeof *core; i++)
+        if (set[i])
+            return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM,
+                                    "%s:// parameter %s: set %s on the %s:// URL, not on the store's URL",
+                                    self ? self : "the", param, core[i], self ? self : "outer");
+    if (nested)
+        return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "%s:// parameter %s: %s:// cannot be nested", self, param,
+                                self);
+    return ANYLOCK_OK;
+}
+
+const anylock_backend *anylock_client_backend(const anylock_client *c)
+{
+    return c && c->open_status == ANYLOCK_OK ? c->backend : NULL;
+}
+
+void *anylock_client_state(const anylock_client *c)
+{
+    return c && c->open_status == ANYLOCK_OK ? c->state : NULL;
 }
 
 static const char *const slot_names[] = {"acquire", "release", "extend", "reset", "reset-all", "enumerate", "forget"};

@@ -106,6 +106,14 @@ int anylock__log_enabled(anylock_log_level level);
 void anylock__log(anylock_log_level level, anylock_event event, const anylock_client *c, const anylock_lock *lock,
                   anylock_status status, double expires_in, const char *fmt, ...) ANYLOCK__PRINTF(7, 8);
 
+/* The same, from code that holds a client's mutex: the record is sent by
+ * anylock__log_flush(), which the thread calls once it let the mutex go
+ * (keep_lock: it still holds a reference that keeps the lock alive). */
+void anylock__log_later(anylock_log_level level, anylock_event event, const anylock_client *c,
+                        const anylock_lock *lock, anylock_status status, double expires_in, const char *fmt, ...)
+    ANYLOCK__PRINTF(7, 8);
+void anylock__log_flush(int keep_lock);
+
 /* ---- meta.c: the holder metadata kept beside a lock ---- */
 /* Encodes the holder metadata for an acquire into buf (ANYLOCK_META_MAX
  * bytes); returns its length. */

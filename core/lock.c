@@ -587,6 +587,16 @@ anylock_status anylock_lock_reset(anylock_lock *lock)
     return anylock_reset(lock->client, lock->name);
 }
 
+anylock_client *anylock_lock_client(const anylock_lock *lock)
+{
+    return lock ? lock->client : NULL;
+}
+
+void *anylock_lock_state(const anylock_lock *lock)
+{
+    return lock ? lock->backend_state : NULL;
+}
+
 const char *anylock_lock_name(const anylock_lock *lock)
 {
     return lock ? lock->name : "";
@@ -617,4 +627,6 @@ void anylock_lock_lost(anylock_lock *lock, anylock_status why, const char *fmt, 
     pthread_mutex_lock(&c->mu);
     anylock__declare_lost(lock, why == ANYLOCK_OK ? ANYLOCK_NOT_HELD : why, msg);
     pthread_mutex_unlock(&c->mu);
+    /* The backend reports before its release returns: the lock is alive. */
+    anylock__log_flush(1);
 }

@@ -44,7 +44,8 @@ static int gather_emit(void *ud, const anylock_record *r)
     d->name_len = r->name ? r->name_len : 0;
     d->id = copy(r->id ? r->id : "", r->id ? r->id_len : 0, &g->nomem);
     d->id_len = r->id ? r->id_len : 0;
-    d->expires_in_ms = r->expires_in_ms < 0 ? -1 : r->expires_in_ms;
+    /* -1 is "never"; any other negative value is a lease that just ran out. */
+    d->expires_in_ms = r->expires_in_ms == -1 ? -1 : r->expires_in_ms < 0 ? 0 : r->expires_in_ms;
     d->mode = r->mode;
     d->permits = r->permits;
     if (r->meta && r->meta_len) {

@@ -211,7 +211,7 @@ void anylock__declare_lost(anylock_lock *lock, anylock_status why, const char *m
     anylock__format(lock->lost_msg, "%s", msg && *msg ? msg : anylock_strerror(why));
     lock->cleanup_pending = 1;
     heap_remove(&c->renewer, lock);
-    anylock__log(ANYLOCK_LOG_ERROR, ANYLOCK_EVENT_LOST, c, lock, why, 0, "lost lock \"%.64s\": %s", lock->name,
+    anylock__log_later(ANYLOCK_LOG_ERROR, ANYLOCK_EVENT_LOST, c, lock, why, 0, "lost lock \"%.64s\": %s", lock->name,
                  lock->lost_msg);
     queue_job(lock, JOB_CLEANUP);
     if (lock->lost_fn) {
@@ -311,8 +311,8 @@ static void attend(anylock_lock *lock, int64_t now)
             /* A session-bound store without extend: the expiry is kept
              * here alone, for as long as this process lives. */
             set_lease(lock, now, lock->lease_ms);
-            anylock__log(ANYLOCK_LOG_DEBUG, ANYLOCK_EVENT_RENEWED, c, lock, ANYLOCK_OK,
-                         (double)lock->lease_ms / 1000.0, "renewed \"%.64s\"", lock->name);
+            anylock__log_later(ANYLOCK_LOG_DEBUG, ANYLOCK_EVENT_RENEWED, c, lock, ANYLOCK_OK,
+                               (double)lock->lease_ms / 1000.0, "renewed \"%.64s\"", lock->name);
         } else {
             lock->renewing = 1;
             queue_job(lock, JOB_RENEW);
@@ -330,10 +330,20 @@ static void *scheduler_main(void *arg)
     pthread_mutex_lock(&c->mu);
     while (!r->stopping) {
         int64_t now = anylock_now_ns();
+        int attended = 0;
         while (r->nheap && r->heap[0]->due <= now) {
             anylock_lock *lock = r->heap[0];
             heap_remove(r, lock);
             attend(lock, now);
+            attended = 1;
+        }
+        if (attended) {
+            /* What attending logged goes out with the mutex let go; then
+             * look again, since the schedule may have changed meanwhile. */
+            pthread_mutex_unlock(&c->mu);
+            anylock__log_flush(0);
+            pthread_mutex_lock(&c->mu);
+            continue;
         }
         int64_t next = r->nheap ? r->heap[0]->due : ANYLOCK_DEADLINE_NEVER;
         anylock_cond_wait_until(&r->wake, &c->mu, next);
@@ -353,16 +363,16 @@ static void settle(anylock_lock *lock, anylock_status st, const anylock_op *op, 
         set_lease(lock, op->granted_at ? op->granted_at : t0, lease_ms);
         lock->renew_status = ANYLOCK_OK;
         lock->renew_msg[0] = '\0';
-        anylock__log(ANYLOCK_LOG_DEBUG, ANYLOCK_EVENT_RENEWED, c, lock, ANYLOCK_OK, (double)lease_ms / 1000.0,
-                     "renewed \"%.64s\"", lock->name);
+        anylock__log_later(ANYLOCK_LOG_DEBUG, ANYLOCK_EVENT_RENEWED, c, lock, ANYLOCK_OK, (double)lease_ms / 1000.0,
+                           "renewed \"%.64s\"", lock->name);
     } else if (st == ANYLOCK_NOT_HELD || st == ANYLOCK_NOT_EXPIRABLE) {
         anylock__declare_lost(lock, ANYLOCK_NOT_HELD, op->errbuf[0] ? op->errbuf : "the store no longer has it");
         return;
     } else {
         lock->renew_status = st;
         anylock__format(lock->renew_msg, "%s", op->errbuf[0] ? op->errbuf : anylock_strerror(st));
-        anylock__log(ANYLOCK_LOG_WARNING, ANYLOCK_EVENT_RENEWAL_FAILED, c, lock, st, 0,
-                     "renewing \"%.64s\" failed: %s", lock->name, lock->renew_msg);
+        anylock__log_later(ANYLOCK_LOG_WARNING, ANYLOCK_EVENT_RENEWAL_FAILED, c, lock, st, 0,
+                           "renewing \"%.64s\" failed: %s", lock->name, lock->renew_msg);
         /* Try again soon, but not past the lease. */
         int64_t retry = lease_ms / 10;
         retry = retry < 20 ? 20 : retry > 1000 ? 1000 : retry;
@@ -527,8 +537,17 @@ static void *worker_main(void *arg)
             freed = run_deliver(j);
             break;
         }
-        if (!freed)
+        if (!freed) {
+            /* The job's reference still keeps the lock alive. */
+            pthread_mutex_unlock(&c->mu);
+            anylock__log_flush(1);
+            pthread_mutex_lock(&c->mu);
             lock->jobs--;
+        } else {
+            pthread_mutex_unlock(&c->mu);
+            anylock__log_flush(0);
+            pthread_mutex_lock(&c->mu);
+        }
         free(j);
         pthread_cond_broadcast(&r->idle);
     }

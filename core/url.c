@@ -319,10 +319,29 @@ static const char *find_sep(const char *s, const char *end)
     return NULL;
 }
 
+/* Text with no "://" is no URL at all ("redis:/u:pw@h"): whatever stands
+ * between its first ':' and its last '@' may be a password. */
+static int redact_no_scheme(sbuf *b, const char *text, size_t n)
+{
+    const char *end = text + n, *at = NULL;
+    for (const char *p = text; p < end; p++)
+        if (*p == '@')
+            at = p;
+    const char *colon = at ? memchr(text, ':', (size_t)(at - text)) : NULL;
+    if (!colon)
+        return 0;
+    sb_add(b, text, (size_t)(colon + 1 - text));
+    sb_add(b, "***", 3);
+    sb_add(b, at, (size_t)(end - at));
+    return 1;
+}
+
 /* Redacts text[0..n) by the "://" rule into b. */
 static void redact_authorities(sbuf *b, const char *text, size_t n)
 {
     const char *end = text + n, *from = text;
+    if (!find_sep(text, end) && redact_no_scheme(b, text, n))
+        return;
     for (const char *sep = find_sep(text, end); sep; sep = find_sep(from, end)) {
         const char *auth = sep + 3;
         sb_add(b, from, (size_t)(auth - from));
@@ -434,7 +453,7 @@ static void redact_into(sbuf *b, const char *text, size_t n, int depth)
     free(q.p);
 }
 
-char *anylock__redact(const char *text)
+static char *redact_once(const char *text)
 {
     sbuf b = {0};
     redact_into(&b, text, strlen(text), 0);
@@ -444,6 +463,25 @@ char *anylock__redact(const char *text)
         return NULL;
     }
     return b.p;
+}
+
+char *anylock__redact(const char *text)
+{
+    /* Hiding one part can change how the rest splits (a '&' inside a hidden
+     * password no longer separates parameters), so redact again until
+     * nothing changes: the result is then stable, and anything that reads
+     * as a password in any of the forms is hidden. */
+    char *r = redact_once(text);
+    for (int round = 0; r && round < 8; round++) {
+        char *again = redact_once(r);
+        if (!again || !strcmp(again, r)) {
+            free(again);
+            return r;
+        }
+        free(r);
+        r = again;
+    }
+    return r;
 }
 
 /* Replaces every copy of secret[0..slen) in msg (ANYLOCK_ERRMSG_MAX bytes)
@@ -472,6 +510,15 @@ static void hide(char *msg, const char *secret, size_t slen)
 static void scrub_in(char *msg, const char *text, size_t n, int depth)
 {
     const char *end = text + n;
+    if (!find_sep(text, end)) {
+        const char *at = NULL;
+        for (const char *p = text; p < end; p++)
+            if (*p == '@')
+                at = p;
+        const char *colon = at ? memchr(text, ':', (size_t)(at - text)) : NULL;
+        if (colon && at - colon - 1 >= 2)
+            hide(msg, colon + 1, (size_t)(at - colon - 1));
+    }
     for (const char *sep = find_sep(text, end); sep; sep = find_sep(sep + 3, end)) {
         const char *auth = sep + 3;
         const char *lim = find_sep(auth, end);

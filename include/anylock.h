@@ -505,6 +505,9 @@ ANYLOCK_EXPORT anylock_status anylock_lock_token(const anylock_lock *lock, uint6
 /* Force-frees this lock's name (as anylock_reset). */
 ANYLOCK_EXPORT anylock_status anylock_lock_reset(anylock_lock *lock);
 
+/* The client this lock handle was made from. */
+ANYLOCK_EXPORT anylock_client *anylock_lock_client(const anylock_lock *lock);
+
 /* This handle's name and owner id; owned by the handle. */
 ANYLOCK_EXPORT const char *anylock_lock_name(const anylock_lock *lock);
 ANYLOCK_EXPORT const char *anylock_lock_id(const anylock_lock *lock);

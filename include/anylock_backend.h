@@ -254,7 +254,7 @@ typedef struct anylock_record {
     size_t name_len;
     const char *id;        /* the holder's id as stored (may be empty or foreign) */
     size_t id_len;
-    int64_t expires_in_ms; /* time left; -1: never expires */
+    int64_t expires_in_ms; /* time left (clamp at 0); -1, and only -1: never expires */
     anylock_mode mode;
     unsigned permits;      /* for ANYLOCK_SEMAPHORE */
     const char *meta;      /* the op->meta given to the acquire, or NULL */
@@ -305,6 +305,8 @@ ANYLOCK_EXPORT void anylock_pool_destroy(anylock_pool *pool);
 /* SHA-256 of data (FIPS 180-4), for documented name mappings. */
 ANYLOCK_EXPORT void anylock_sha256(const void *data, size_t len, unsigned char out[32]);
 
+typedef struct anylock_backend anylock_backend;
+
 /* ---- Stores built on other stores (migrate://) --------------------------- */
 
 /* The slots a stacked backend can run on another client's backend. */
@@ -331,15 +333,29 @@ typedef enum anylock_slot {
  */
 ANYLOCK_EXPORT anylock_status anylock_forward(anylock_client *client, anylock_slot slot, anylock_op *op, void *arg);
 
+/* Checks a store URL that a stacked backend takes as its parameter `param`
+ * (migrate://?old=URL): it must not set the core's prefix, timeout or
+ * expires (those belong to the outer URL, so that every store sees one key
+ * and one set of durations), nor be of the stacked backend's own scheme
+ * `self`.  ANYLOCK_URL_BAD_PARAM with a message in op. */
+ANYLOCK_EXPORT anylock_status anylock_check_store_url(anylock_op *op, const char *param, const char *url,
+                                                      const char *self);
+
 /* A client's per-lock state size, flags and expiry resolution, as its
  * backend's open left them. */
 ANYLOCK_EXPORT size_t anylock_client_lock_size(const anylock_client *client);
 ANYLOCK_EXPORT unsigned anylock_client_flags(const anylock_client *client);
 ANYLOCK_EXPORT int64_t anylock_client_expiry_resolution_ms(const anylock_client *client);
 
-/* ---- The vtable ------------------------------------------------------------ */
+/* For a backend that offers its own control calls (as anylock_faults.h
+ * does): the backend and per-client state of a client, and the client and
+ * per-lock state of a lock handle, so that such a call can check the
+ * handle is one of its own.  NULL when open failed. */
+ANYLOCK_EXPORT const anylock_backend *anylock_client_backend(const anylock_client *client);
+ANYLOCK_EXPORT void *anylock_client_state(const anylock_client *client);
+ANYLOCK_EXPORT void *anylock_lock_state(const anylock_lock *lock);
 
-typedef struct anylock_backend anylock_backend;
+/* ---- The vtable ------------------------------------------------------------ */
 
 struct anylock_backend {
     /* ---- version 1 ---- */

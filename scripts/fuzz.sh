@@ -28,5 +28,5 @@ san="-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
     "$top/fuzz/fuzz_url.c" -lm -o "$dir/fuzz_url"
 cp "$top"/fuzz/corpus/url/* "$dir/corpus/"
 cd "$dir"
-./fuzz_url -max_total_time="$seconds" -max_len=4200 -timeout=10 -rss_limit_mb=1024 \
+./fuzz_url -max_total_time="$seconds" -max_len=4200 -timeout=10 -rss_limit_mb=1024 -dict="$top/fuzz/url.dict" \
     -print_final_stats=1 corpus 2>&1 | tail -n 80

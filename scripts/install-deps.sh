@@ -12,7 +12,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
     build-essential autoconf automake libtool pkg-config ca-certificates \
     check libhiredis-dev libmemcached-dev libsqlite3-dev sqlite3 \
-    redis-server memcached python3 python3-redis \
+    redis-server memcached python3 python3-redis python3-cffi python3-pytest \
     valgrind clang libclang-rt-14-dev >/dev/null
 # Debian starts the servers as services on install where it can; the tests
 # use their own, so stop those to keep the machine quiet.

@@ -1,36 +1,73 @@
+/*
+ * The conformance suite: what every store must do, whatever it is.  Most
+ * tests run on every store; those for a capability (tokens, sessions) run
+ * where anylock_client_features() says the store has it, and check the
+ * status the store must give where it has not.  The modes (shared,
+ * semaphore) are in conformance_modes.c.
+ */
 #include "conformance.h"
 
+#include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "anylock.h"
+#include "conformance_internal.h"
 #include "harness.h"
 
-static const conformance_config *cfg;
+const conformance_config *conformance_cfg;
+#define cfg conformance_cfg
 
-/* A client on the backend under test, with a prefix unique to this test and
- * process so that tests never see each other's locks. */
-static anylock_client *client_for(const char *tag)
+void conformance_url(char *url, size_t size, const char *tag)
+{
+    snprintf(url, size, "%s%cprefix=ct-%s-%ld:", cfg->url, strchr(cfg->url, '?') ? '&' : '?', tag, (long)getpid());
+}
+
+anylock_client *conformance_client(const char *tag)
 {
     char url[1024];
-    snprintf(url, sizeof url, "%s%cprefix=ct-%s-%ld:", cfg->url, strchr(cfg->url, '?') ? '&' : '?', tag,
-             (long)getpid());
+    conformance_url(url, sizeof url, tag);
     anylock_client *c = NULL;
     anylock_status st = anylock_open(url, &c);
     ck_assert_msg(st == ANYLOCK_OK, "open %s: %s (%s)", url, anylock_strerror(st), anylock_errmsg(c));
     return c;
 }
 
-static anylock_lock *lock_for(anylock_client *c, const char *name)
+anylock_lock *conformance_lock(anylock_client *c, const char *name)
 {
     anylock_lock *l = NULL;
     ck_assert_int_eq(anylock_lock_new(c, name, &l), ANYLOCK_OK);
     return l;
 }
+
+/* The store's features, read once per suite (conformance_suite). */
+static unsigned features;
+
+unsigned conformance_features(void)
+{
+    return features;
+}
+
+static void read_features(void)
+{
+    /* While the suite is put together, outside any test: no ck_assert. */
+    char url[1024];
+    conformance_url(url, sizeof url, "features");
+    anylock_client *c = NULL;
+    if (anylock_open(url, &c) != ANYLOCK_OK)
+        fprintf(stderr, "conformance: cannot open %s: %s\n", url, anylock_errmsg(c));
+    features = anylock_client_features(c);
+    anylock_close(c);
+}
+
+#define client_for conformance_client
+#define lock_for conformance_lock
 
 #include "check_status.h"
 
@@ -108,6 +145,7 @@ typedef struct waiter {
     double timeout;
     anylock_status status;
     double acquired_at;
+    atomic_int found_busy; /* the handshake: it saw the lock held, and now waits */
 } waiter;
 
 static void *wait_thread(void *arg)
@@ -116,14 +154,39 @@ static void *wait_thread(void *arg)
     anylock_lock *l = NULL;
     if (anylock_lock_new(w->client, w->name, &l) != ANYLOCK_OK) {
         w->status = ANYLOCK_INTERNAL;
+        atomic_store(&w->found_busy, 1);
         return NULL;
     }
     anylock_lock_set_expires(l, 30);
+    if (anylock_try_acquire(l) != ANYLOCK_BUSY) {
+        w->status = ANYLOCK_INTERNAL; /* it should have been held */
+        atomic_store(&w->found_busy, 1);
+        anylock_lock_free(l);
+        return NULL;
+    }
     anylock_lock_set_timeout(l, w->timeout);
+    atomic_store(&w->found_busy, 1);
     w->status = anylock_acquire(l);
     w->acquired_at = test_now();
     anylock_lock_free(l);
     return NULL;
+}
+
+/* Starts a waiter for name and returns once it found the lock held and went
+ * to wait (a short settle lets it block: if it has not yet, it still finds
+ * the lock free at once, which the bound allows). */
+static void start_waiter(pthread_t *t, waiter *w)
+{
+    pthread_create(t, NULL, wait_thread, w);
+    while (!atomic_load(&w->found_busy))
+        test_sleep(0.005);
+    test_sleep(0.2);
+}
+
+/* How soon a release must wake a waiter on this store. */
+static double wake_bound(void)
+{
+    return cfg->wake_within > 0 ? cfg->wake_within : 1.0;
 }
 
 START_TEST(t_wake_on_release)
@@ -132,15 +195,15 @@ START_TEST(t_wake_on_release)
     anylock_lock *a = lock_for(c, "job");
     ck_status(anylock_lock_set_expires(a, 30), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
-    waiter w = {c2, "job", 20, ANYLOCK_INTERNAL, 0};
+    waiter w = {c2, "job", 20, ANYLOCK_INTERNAL, 0, 0};
     pthread_t t;
-    pthread_create(&t, NULL, wait_thread, &w);
-    test_sleep(0.3);
+    start_waiter(&t, &w);
     double released = test_now();
     ck_status(anylock_release(a), ANYLOCK_OK);
     pthread_join(t, NULL);
     ck_status(w.status, ANYLOCK_OK);
-    ck_assert_msg(w.acquired_at - released < 5.0, "waiter took %.3f s after release", w.acquired_at - released);
+    ck_assert_msg(w.acquired_at - released < wake_bound(), "waiter took %.3f s after release (bound %.3f s)",
+                  w.acquired_at - released, wake_bound());
     anylock_lock_free(a);
     anylock_close(c);
     anylock_close(c2);
@@ -155,6 +218,8 @@ START_TEST(t_expiry_frees)
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     ck_status(anylock_try_acquire(b), ANYLOCK_BUSY);
     test_sleep(cfg->expiry + cfg->slack);
+    /* Its lease passed on this process's clock: the handle says so. */
+    ck_assert_int_eq(anylock_lock_held(a), 0);
     ck_status(anylock_try_acquire(b), ANYLOCK_OK);
     /* The first holder's expiry passed and someone else holds it now. */
     ck_status(anylock_release(a), ANYLOCK_NOT_HELD);
@@ -176,7 +241,7 @@ START_TEST(t_waiter_outlives_holder)
     ck_status(anylock_lock_set_expires(a, cfg->expiry), ANYLOCK_OK);
     double t0 = test_now();
     ck_status(anylock_acquire(a), ANYLOCK_OK);
-    waiter w = {c2, "job", cfg->expiry + cfg->slack + 10, ANYLOCK_INTERNAL, 0};
+    waiter w = {c2, "job", cfg->expiry + cfg->slack + 10, ANYLOCK_INTERNAL, 0, 0};
     wait_thread(&w);
     ck_status(w.status, ANYLOCK_OK);
     double waited = w.acquired_at - t0;
@@ -310,6 +375,10 @@ START_TEST(t_reset)
     ck_status(anylock_lock_reset(b), ANYLOCK_OK);
     ck_status(anylock_reset(c, "never-taken"), ANYLOCK_OK);
     ck_status(anylock_reset(c, ""), ANYLOCK_BAD_NAME);
+    /* A NULL name is a bad name for every call that takes one. */
+    ck_status(anylock_reset(c, NULL), ANYLOCK_BAD_NAME);
+    anylock_info info;
+    ck_status(anylock_inspect(c, NULL, &info), ANYLOCK_BAD_NAME);
     anylock_lock_free(a);
     anylock_lock_free(b);
     anylock_close(c);
@@ -322,15 +391,15 @@ START_TEST(t_reset_wakes_waiter)
     anylock_lock *a = lock_for(c, "job");
     ck_status(anylock_lock_set_expires(a, 60), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
-    waiter w = {c2, "job", 30, ANYLOCK_INTERNAL, 0};
+    waiter w = {c2, "job", 30, ANYLOCK_INTERNAL, 0, 0};
     pthread_t t;
-    pthread_create(&t, NULL, wait_thread, &w);
-    test_sleep(0.3);
+    start_waiter(&t, &w);
     double reset_at = test_now();
     ck_status(anylock_reset(c, "job"), ANYLOCK_OK);
     pthread_join(t, NULL);
     ck_status(w.status, ANYLOCK_OK);
-    ck_assert_msg(w.acquired_at - reset_at < 5.0, "waiter took %.3f s after reset", w.acquired_at - reset_at);
+    ck_assert_msg(w.acquired_at - reset_at < wake_bound(), "waiter took %.3f s after reset (bound %.3f s)",
+                  w.acquired_at - reset_at, wake_bound());
     anylock_lock_free(a);
     anylock_close(c);
     anylock_close(c2);
@@ -486,12 +555,31 @@ END_TEST
 
 /* ---- contention ---- */
 
+#define MAX_ACQUISITIONS 4096
+
 typedef struct arena {
     atomic_int inside;   /* holders inside the critical section right now */
     atomic_int overlaps; /* times a holder found another one inside */
     int counter;         /* incremented non-atomically under the lock */
     atomic_int failures;
+    /* The fencing token of the counter's n-th acquisition, written under
+     * the lock: the tokens must then rise strictly with the counter. */
+    uint64_t tokens[MAX_ACQUISITIONS];
+    atomic_int no_token; /* acquisitions whose token could not be read */
 } arena;
+
+/* Tokens strictly increase with the order of acquisitions (none repeats,
+ * none goes down), on a store that issues them. */
+static void check_tokens(const arena *ar)
+{
+    if (!(conformance_features() & ANYLOCK_FEATURE_TOKEN))
+        return;
+    ck_assert_int_eq(atomic_load(&ar->no_token), 0);
+    int n = ar->counter < MAX_ACQUISITIONS ? ar->counter : MAX_ACQUISITIONS;
+    for (int i = 1; i < n; i++)
+        ck_assert_msg(ar->tokens[i] > ar->tokens[i - 1], "acquisition %d got token %llu after %llu", i,
+                      (unsigned long long)ar->tokens[i], (unsigned long long)ar->tokens[i - 1]);
+}
 
 /* One contender: iterations of acquire, a slow read-modify-write, release. */
 static int contend(anylock_client *c, arena *ar, int iterations)
@@ -511,6 +599,13 @@ static int contend(anylock_client *c, arena *ar, int iterations)
         if (atomic_fetch_add(&ar->inside, 1) != 0)
             atomic_fetch_add(&ar->overlaps, 1);
         int v = ar->counter;
+        uint64_t token = 0;
+        if (anylock_lock_token(l, &token) == ANYLOCK_OK) {
+            if (v < MAX_ACQUISITIONS)
+                ar->tokens[v] = token;
+        } else {
+            atomic_fetch_add(&ar->no_token, 1);
+        }
         usleep(200);
         ar->counter = v + 1;
         atomic_fetch_sub(&ar->inside, 1);
@@ -543,7 +638,8 @@ START_TEST(t_threads_contention)
 {
     /* Eight threads share one client, as a server's worker threads would. */
     anylock_client *c = client_for("threads");
-    arena ar = {0};
+    static arena ar;
+    memset(&ar, 0, sizeof ar);
     thread_arg arg = {c, &ar};
     pthread_t t[THREADS];
     for (int i = 0; i < THREADS; i++)
@@ -553,6 +649,7 @@ START_TEST(t_threads_contention)
     ck_assert_int_eq(atomic_load(&ar.failures), 0);
     ck_assert_int_eq(atomic_load(&ar.overlaps), 0);
     ck_assert_int_eq(ar.counter, THREADS * THREAD_ITERATIONS);
+    check_tokens(&ar);
     anylock_close(c);
 }
 END_TEST
@@ -586,13 +683,360 @@ START_TEST(t_processes_contention)
     ck_assert_int_eq(atomic_load(&ar->failures), 0);
     ck_assert_int_eq(atomic_load(&ar->overlaps), 0);
     ck_assert_int_eq(ar->counter, cfg->processes * PROCESS_ITERATIONS);
+    check_tokens(ar);
     test_shared_free(ar, sizeof *ar);
+}
+END_TEST
+
+/* ---- interface v2: tokens, metadata, ownership, fork, callbacks ---- */
+
+START_TEST(t_tokens)
+{
+    anylock_client *c = client_for("tokens");
+    anylock_lock *a = lock_for(c, "job"), *b = lock_for(c, "job");
+    uint64_t ta = 0, tb = 0;
+    ck_status(anylock_lock_token(a, &ta), ANYLOCK_NOT_HELD);
+    ck_status(anylock_lock_token(NULL, &ta), ANYLOCK_INVALID);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    if (!(anylock_client_features(c) & ANYLOCK_FEATURE_TOKEN)) {
+        ck_status(anylock_lock_token(a, &ta), ANYLOCK_NO_TOKEN);
+    } else {
+        ck_status(anylock_lock_token(a, &ta), ANYLOCK_OK);
+        ck_status(anylock_release(a), ANYLOCK_OK);
+        ck_status(anylock_lock_token(a, &ta), ANYLOCK_NOT_HELD);
+        ck_status(anylock_acquire(b), ANYLOCK_OK);
+        ck_status(anylock_lock_token(b, &tb), ANYLOCK_OK);
+        ck_assert_msg(tb > ta, "the next acquisition got token %llu after %llu", (unsigned long long)tb,
+                      (unsigned long long)ta);
+        ck_status(anylock_release(b), ANYLOCK_OK);
+        /* Another name of the same store: still a later acquisition. */
+        anylock_lock *o = lock_for(c, "other");
+        uint64_t to = 0;
+        ck_status(anylock_acquire(o), ANYLOCK_OK);
+        ck_status(anylock_lock_token(o, &to), ANYLOCK_OK);
+        ck_assert_msg(to > tb, "token %llu on another name after %llu", (unsigned long long)to,
+                      (unsigned long long)tb);
+        anylock_lock_free(o);
+    }
+    anylock_lock_free(a);
+    anylock_lock_free(b);
+    anylock_close(c);
+}
+END_TEST
+
+START_TEST(t_holder_metadata)
+{
+    anylock_client *c = client_for("meta");
+    anylock_lock *a = lock_for(c, "job");
+    static const char label[] = "backup --full caf\xc3\xa9";
+    ck_status(anylock_lock_set_label(a, label), ANYLOCK_OK);
+    ck_status(anylock_lock_set_label(a, "bad\nlabel"), ANYLOCK_INVALID);
+    ck_status(anylock_lock_set_label(a, label), ANYLOCK_OK);
+    double t0 = test_wall_now();
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "job", &info), ANYLOCK_OK);
+    ck_assert_int_eq(info.held, 1);
+    ck_assert_uint_eq(info.holders, 1);
+    ck_assert_int_eq(info.mode, ANYLOCK_EXCLUSIVE);
+    ck_assert_uint_eq(info.name_len, 3);
+    ck_assert_uint_eq(info.owner_len, strlen(anylock_lock_id(a)));
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
+    host[ANYLOCK_HOST_MAX] = '\0';
+    ck_assert_str_eq(info.host, host);
+    ck_assert_int_eq(info.pid, (long)getpid());
+    ck_assert_msg(info.since >= t0 - 5 && info.since <= test_wall_now() + 5, "since %.3f, now %.3f", info.since,
+                  test_wall_now());
+    ck_assert_str_eq(info.label, label);
+    anylock_lock_free(a);
+    anylock_close(c);
+}
+END_TEST
+
+typedef struct holder_seen {
+    int n;
+    char id[ANYLOCK_ID_MAX + 1];
+    long pid;
+} holder_seen;
+
+static int count_holder(const anylock_holder *h, void *ud)
+{
+    holder_seen *s = ud;
+    s->n++;
+    snprintf(s->id, sizeof s->id, "%.*s", (int)h->id_len, h->id);
+    s->pid = h->pid;
+    return 0;
+}
+
+START_TEST(t_holders)
+{
+    anylock_client *c = client_for("holders");
+    anylock_lock *a = lock_for(c, "job");
+    holder_seen s = {0};
+    ck_status(anylock_holders(c, "job", count_holder, &s), ANYLOCK_OK);
+    ck_assert_int_eq(s.n, 0);
+    ck_status(anylock_holders(c, NULL, count_holder, &s), ANYLOCK_BAD_NAME);
+    ck_status(anylock_holders(c, "job", NULL, &s), ANYLOCK_INVALID);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    ck_status(anylock_holders(c, "job", count_holder, &s), ANYLOCK_OK);
+    ck_assert_int_eq(s.n, 1);
+    ck_assert_str_eq(s.id, anylock_lock_id(a));
+    if (!cfg->no_metadata)
+        ck_assert_int_eq(s.pid, (long)getpid());
+    anylock_lock_free(a);
+    anylock_close(c);
+}
+END_TEST
+
+/* Ownership is the id (python-redis-lock's test_extend_another_instance and
+ * test_given_id): another handle with the holder's id may extend and release
+ * the lock; on session-bound stores only the holding handle can. */
+START_TEST(t_owner_is_the_id)
+{
+    anylock_client *c = client_for("sameowner"), *c2 = client_for("sameowner");
+    anylock_lock *a = lock_for(c, "job"), *b = lock_for(c2, "job");
+    ck_status(anylock_lock_set_id(a, "shared-owner-7"), ANYLOCK_OK);
+    ck_status(anylock_lock_set_id(b, "shared-owner-7"), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(a, 30), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    int locked = 0;
+    if (anylock_client_features(c) & ANYLOCK_FEATURE_SESSION) {
+        ck_status(anylock_extend(b, 30), ANYLOCK_NOT_HELD);
+        ck_status(anylock_release(b), ANYLOCK_NOT_HELD);
+        ck_status(anylock_locked(a, &locked), ANYLOCK_OK);
+        ck_assert_int_eq(locked, 1);
+        ck_status(anylock_release(a), ANYLOCK_OK);
+    } else {
+        if (anylock_client_features(c) & ANYLOCK_FEATURE_EXTEND) {
+            ck_status(anylock_extend(b, 30), ANYLOCK_OK);
+            ck_assert_int_eq(anylock_lock_held(b), 1); /* the store says b's owner has it */
+        }
+        ck_status(anylock_release(b), ANYLOCK_OK);
+        ck_assert_int_eq(anylock_lock_held(b), 0);
+        ck_status(anylock_locked(a, &locked), ANYLOCK_OK);
+        ck_assert_int_eq(locked, 0);
+        ck_status(anylock_release(a), ANYLOCK_NOT_HELD); /* b released it */
+    }
+    anylock_lock_free(a);
+    anylock_lock_free(b);
+    anylock_close(c);
+    anylock_close(c2);
+}
+END_TEST
+
+/* A positive expiry never rounds to "never expires". */
+START_TEST(t_tiny_expiry)
+{
+    anylock_client *c = client_for("tiny");
+    anylock_lock *a = lock_for(c, "job"), *b = lock_for(c, "job");
+    ck_status(anylock_lock_set_expires(a, 1e-10), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "job", &info), ANYLOCK_OK);
+    if (info.held)
+        ck_assert_msg(!isinf(info.expires_in), "a 1e-10 s expiry became \"never\"");
+    /* Freed at the store's resolution (plus its slack) at the latest. */
+    ck_status(anylock_lock_set_expires(b, 30), ANYLOCK_OK);
+    ck_status(anylock_lock_set_timeout(b, cfg->expiry + cfg->slack + 3), ANYLOCK_OK);
+    ck_status(anylock_acquire(b), ANYLOCK_OK);
+    anylock_lock_free(a);
+    anylock_lock_free(b);
+    anylock_close(c);
+}
+END_TEST
+
+/* anylock_extend sets the expiry that renewal keeps from then on. */
+START_TEST(t_extend_kept_by_renewal)
+{
+    anylock_client *c = client_for("extendkept");
+    anylock_lock *a = lock_for(c, "job");
+    ck_status(anylock_lock_set_expires(a, cfg->expiry), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(a, 1), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    double longer = cfg->expiry * 8 + cfg->slack;
+    ck_status(anylock_extend(a, longer), ANYLOCK_OK);
+    /* Several renewal periods of the original expiry. */
+    test_sleep(cfg->expiry * 2);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "job", &info), ANYLOCK_OK);
+    ck_assert_int_eq(info.held, 1);
+    if (!isinf(info.expires_in))
+        ck_assert_msg(info.expires_in > cfg->expiry * 3, "renewal shrank a %.2f s extension to %.2f s", longer,
+                      info.expires_in);
+    ck_assert_int_eq(anylock_lock_held(a), 1);
+    anylock_lock_free(a);
+    anylock_close(c);
+}
+END_TEST
+
+/* After fork(), the child must not use the parent's client: every call
+ * answers ANYLOCK_FORKED and sends nothing; the parent's lock is intact and
+ * a client the child opens works. */
+START_TEST(t_fork)
+{
+    anylock_client *c = client_for("fork");
+    anylock_lock *a = lock_for(c, "job");
+    /* On a session store an expiry would start the library's watch thread:
+     * forking a process with threads is what apps do, but ThreadSanitizer
+     * may hang in such a child, so this test forks a single thread. */
+    int session = (anylock_client_features(c) & ANYLOCK_FEATURE_SESSION) != 0;
+    ck_status(anylock_lock_set_expires(a, session ? ANYLOCK_FOREVER : 30), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    char url[1024];
+    conformance_url(url, sizeof url, "fork");
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int bad = 0;
+        anylock_info info;
+        anylock_lock *l = NULL;
+        bad |= anylock_release(a) != ANYLOCK_FORKED;
+        bad |= anylock_extend(a, 5) != ANYLOCK_FORKED;
+        bad |= anylock_try_acquire(a) != ANYLOCK_FORKED;
+        bad |= anylock_inspect(c, "job", &info) != ANYLOCK_FORKED;
+        bad |= anylock_reset(c, "job") != ANYLOCK_FORKED;
+        bad |= anylock_lock_new(c, "x", &l) != ANYLOCK_FORKED;
+        if (cfg->cross_process) {
+            /* A client of the child's own sees the parent's lock. */
+            anylock_client *own = NULL;
+            bad |= anylock_open(url, &own) != ANYLOCK_OK;
+            bad |= anylock_inspect(own, "job", &info) != ANYLOCK_OK ||
+                   (cfg->excludes && (!info.held || strcmp(info.owner, anylock_lock_id(a))));
+            anylock_close(own);
+        }
+        /* The inherited handles are left alone (their connections are the
+         * parent's); _exit skips the test harness's atexit handlers. */
+        _exit(bad);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child saw wrong statuses (%d)", status);
+    ck_assert_int_eq(anylock_lock_held(a), 1);
+    int locked = 0;
+    ck_status(anylock_locked(a, &locked), ANYLOCK_OK);
+    ck_assert_int_eq(locked, cfg->excludes);
+    ck_status(anylock_release(a), ANYLOCK_OK);
+    anylock_lock_free(a);
+    anylock_close(c);
+}
+END_TEST
+
+/* ---- the lost-lock callback may call the library ---- */
+
+typedef enum cb_action {
+    CB_ACQUIRE,     /* a blocking acquire while a thief holds it: times out */
+    CB_TRY_ACQUIRE, /* free again (reset): takes it back */
+    CB_EXTEND,
+    CB_RELEASE,
+    CB_FREE,
+    CB_CLOSE,
+    CB_ACTIONS_
+} cb_action;
+
+typedef struct cb_ctx {
+    cb_action action;
+    anylock_client *client;
+    atomic_int thief_ready; /* the thief holds the lock (CB_ACQUIRE, CB_EXTEND) */
+    atomic_int done;
+    anylock_status st;
+    int held_inside;
+} cb_ctx;
+
+static void on_lost_act(anylock_lock *lock, anylock_status why, void *ud)
+{
+    (void)why;
+    cb_ctx *x = ud;
+    x->held_inside = anylock_lock_held(lock);
+    /* On a store that reports the loss at once, the callback can run before
+     * the thief took the lock: wait for it. */
+    if (x->action == CB_ACQUIRE || x->action == CB_EXTEND) {
+        double until = test_now() + 10;
+        while (!atomic_load(&x->thief_ready) && test_now() < until)
+            test_sleep(0.005);
+    }
+    switch (x->action) {
+    case CB_ACQUIRE:
+        x->st = anylock_acquire(lock);
+        break;
+    case CB_TRY_ACQUIRE:
+        x->st = anylock_try_acquire(lock);
+        break;
+    case CB_EXTEND:
+        x->st = anylock_extend(lock, 30);
+        break;
+    case CB_RELEASE:
+        x->st = anylock_release(lock);
+        break;
+    case CB_FREE:
+        anylock_lock_free(lock);
+        x->st = ANYLOCK_OK;
+        break;
+    case CB_CLOSE:
+        x->st = anylock_close(x->client);
+        break;
+    default:
+        break;
+    }
+    atomic_store(&x->done, 1);
+}
+
+START_TEST(t_callback_calls_library)
+{
+    cb_ctx x = {.action = (cb_action)_i};
+    anylock_client *c = client_for("callback");
+    x.client = c;
+    anylock_lock *a = lock_for(c, "job"), *other = lock_for(c, "other");
+    anylock_lock *thief = NULL;
+    ck_status(anylock_lock_set_expires(a, cfg->expiry), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(a, 1), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(a, on_lost_act, &x), ANYLOCK_OK);
+    /* The blocking acquire inside the callback waits longer than other's
+     * expiry: other must keep being renewed meanwhile. */
+    if (x.action == CB_ACQUIRE)
+        ck_status(anylock_lock_set_timeout(a, cfg->expiry * 3 + cfg->slack), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(other, cfg->expiry), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(other, 1), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    ck_status(anylock_acquire(other), ANYLOCK_OK);
+    ck_status(anylock_reset(c, "job"), ANYLOCK_OK);
+    if (x.action == CB_ACQUIRE || x.action == CB_EXTEND) {
+        thief = lock_for(c, "job");
+        ck_status(anylock_lock_set_expires(thief, 60), ANYLOCK_OK);
+        ck_status(anylock_try_acquire(thief), ANYLOCK_OK);
+        atomic_store(&x.thief_ready, 1);
+    }
+    double until = test_now() + cfg->expiry * 5 + cfg->slack + 10;
+    while (!atomic_load(&x.done) && test_now() < until)
+        test_sleep(0.02);
+    ck_assert_msg(atomic_load(&x.done), "the callback did not finish: a deadlock");
+    ck_assert_int_eq(x.held_inside, 0); /* the loss is visible when the callback runs */
+    static const anylock_status want[CB_ACTIONS_] = {
+        [CB_ACQUIRE] = ANYLOCK_TIMEOUT, [CB_TRY_ACQUIRE] = ANYLOCK_OK, [CB_EXTEND] = ANYLOCK_NOT_HELD,
+        [CB_RELEASE] = ANYLOCK_NOT_HELD, [CB_FREE] = ANYLOCK_OK,       [CB_CLOSE] = ANYLOCK_MISUSE,
+    };
+    ck_assert_msg(x.st == want[x.action], "action %d in the callback: got %s, want %s", x.action,
+                  anylock_status_name(x.st), anylock_status_name(want[x.action]));
+    /* The other lock was renewed all along. */
+    ck_assert_int_eq(anylock_lock_held(other), 1);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "other", &info), ANYLOCK_OK);
+    ck_assert_int_eq(info.held, 1);
+    ck_assert_str_eq(info.owner, anylock_lock_id(other));
+    if (x.action == CB_TRY_ACQUIRE)
+        ck_assert_int_eq(anylock_lock_held(a), 1);
+    if (x.action != CB_FREE)
+        anylock_lock_free(a);
+    anylock_lock_free(other);
+    anylock_lock_free(thief);
+    ck_status(anylock_close(c), ANYLOCK_OK);
 }
 END_TEST
 
 /* ---- assembly ---- */
 
-static void add(Suite *s, const char *name, const TTest *test, int applies, const char *why_not)
+void conformance_add(Suite *s, const char *name, const TTest *test, int applies, const char *why_not)
 {
     if (!applies) {
         printf("SKIP %s/%s: %s\n", cfg->label, name, why_not);
@@ -604,9 +1048,26 @@ static void add(Suite *s, const char *name, const TTest *test, int applies, cons
     suite_add_tcase(s, tc);
 }
 
+#define add conformance_add
+
 Suite *conformance_suite(const conformance_config *config)
 {
-    cfg = config;
+    /* Under valgrind or a sanitizer every call is many times slower:
+     * ANYLOCK_TEST_TIME_SCALE (set by scripts/check.sh) stretches the short
+     * expiries the tests use, so that they test the store, not the speed of
+     * the instrumented build.  The suite keeps this copy. */
+    static conformance_config scaled;
+    scaled = *config;
+    const char *scale = getenv("ANYLOCK_TEST_TIME_SCALE");
+    double k = scale ? atof(scale) : 1;
+    if (k > 1) {
+        scaled.expiry *= k;
+        scaled.slack *= k;
+        if (scaled.wake_within > 0)
+            scaled.wake_within *= k;
+    }
+    cfg = &scaled;
+    read_features();
     static char name[128]; /* Check keeps the pointer */
     snprintf(name, sizeof name, "conformance %s", cfg->label);
     Suite *s = suite_create(name);
@@ -630,6 +1091,25 @@ Suite *conformance_suite(const conformance_config *config)
     add(s, "threads_contention", t_threads_contention, cfg->excludes, nx);
     add(s, "processes_contention", t_processes_contention, cfg->excludes && cfg->cross_process && cfg->processes,
         "locks do not cross processes");
+    unsigned f = conformance_features();
+    add(s, "tokens", t_tokens, cfg->excludes, nx);
+    add(s, "holder_metadata", t_holder_metadata, cfg->excludes && !cfg->no_metadata,
+        "the store keeps no holder metadata");
+    add(s, "holders", t_holders, cfg->excludes, nx);
+    add(s, "owner_is_the_id", t_owner_is_the_id, cfg->excludes, nx);
+    add(s, "tiny_expiry", t_tiny_expiry, cfg->excludes && (f & ANYLOCK_FEATURE_INSPECT), "no inspect");
+    add(s, "extend_kept_by_renewal", t_extend_kept_by_renewal, cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND),
+        "no extend");
+    add(s, "fork", t_fork, 1, NULL);
+    if (cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND) && (f & ANYLOCK_FEATURE_RESET)) {
+        TCase *tc = tcase_create("callback_calls_library");
+        tcase_set_timeout(tc, 300);
+        tcase_add_loop_test(tc, t_callback_calls_library, 0, CB_ACTIONS_);
+        suite_add_tcase(s, tc);
+    } else {
+        printf("SKIP %s/callback_calls_library: needs extend and reset\n", cfg->label);
+    }
+    conformance_add_modes(s);
     return s;
 }
 

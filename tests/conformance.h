@@ -9,6 +9,9 @@
 
 #include <check.h>
 
+/* What the suite cannot ask the store (anylock_client_features() tells the
+ * rest: tokens, modes, sessions, list, reset-all, and they are checked
+ * against what the store really does). */
 typedef struct conformance_config {
     const char *label;   /* shown in the suite's name */
     const char *url;     /* base URL; the suite appends its own prefix parameter */
@@ -19,9 +22,15 @@ typedef struct conformance_config {
     double expiry;       /* a short expiry the store honours, in seconds */
     double slack;        /* how late the store may free an expired lock, in seconds */
     int processes;       /* processes in the contention test (0: no such test) */
+    /* ---- added with the backend interface v2 ---- */
+    int no_metadata;     /* the store cannot keep holder metadata (host, pid, label) */
+    double wake_within;  /* a waiter wakes this soon after a release (seconds; 0: 1 s); the URL
+                            must make the store's own fallback poll (if any) much slower, so that
+                            a broken wake-up fails the test */
 } conformance_config;
 
-/* The suite for cfg, which must outlive the run. */
+/* The suite for cfg (copied; under $ANYLOCK_TEST_TIME_SCALE its expiry,
+ * slack and wake bound are stretched by that factor). */
 Suite *conformance_suite(const conformance_config *cfg);
 
 /* Runs suite (plus any extra suites) with Check and returns the exit status

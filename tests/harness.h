@@ -46,6 +46,8 @@ void test_rmtree(const char *dir);
 
 /* The monotonic clock in seconds. */
 double test_now(void);
+/* The wall clock (Unix time) in seconds. */
+double test_wall_now(void);
 void test_sleep(double seconds);
 
 /* Shared memory visible to forked children (MAP_SHARED|MAP_ANONYMOUS). */

@@ -3,12 +3,16 @@
  * messages that never show a password. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "anylock.h"
 #include "anylock_backend.h"
+#include "harness.h"
 
 #include "check_status.h"
 
@@ -477,6 +481,234 @@ START_TEST(t_round_up_to_resolution)
 }
 END_TEST
 
+START_TEST(t_parse_duration)
+{
+    static const struct {
+        const char *text;
+        anylock_status want;
+        double seconds;
+    } cases[] = {
+        {"1.5", ANYLOCK_OK, 1.5},       {"0", ANYLOCK_OK, 0},           {".25", ANYLOCK_OK, 0.25},
+        {"forever", ANYLOCK_OK, INFINITY}, {"never", ANYLOCK_OK, INFINITY}, {"100000000", ANYLOCK_OK, 1e8},
+        {"0x10", ANYLOCK_BAD_DURATION, 0}, {"1e3", ANYLOCK_BAD_DURATION, 0}, {"-1", ANYLOCK_BAD_DURATION, 0},
+        {"+1", ANYLOCK_BAD_DURATION, 0},   {"", ANYLOCK_BAD_DURATION, 0},    {" 1", ANYLOCK_BAD_DURATION, 0},
+        {"inf", ANYLOCK_BAD_DURATION, 0},  {"nan", ANYLOCK_BAD_DURATION, 0}, {"1.2.3", ANYLOCK_BAD_DURATION, 0},
+        {"100000000.5", ANYLOCK_BAD_DURATION, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        double s = -1;
+        anylock_status st = anylock_parse_duration(cases[i].text, &s);
+        ck_assert_msg(st == cases[i].want, "\"%s\": %s", cases[i].text, anylock_status_name(st));
+        if (st == ANYLOCK_OK)
+            ck_assert_msg(s == cases[i].seconds, "\"%s\" gave %g", cases[i].text, s);
+    }
+    double s;
+    ck_status(anylock_parse_duration(NULL, &s), ANYLOCK_INVALID);
+    ck_status(anylock_parse_duration("1", NULL), ANYLOCK_INVALID);
+}
+END_TEST
+
+/* One default store per user, whatever the environment (a login shell sets
+ * XDG_RUNTIME_DIR, cron does not; HOME may differ): the home directory from
+ * the password database. */
+START_TEST(t_default_url)
+{
+    char a[ANYLOCK_URL_MAX + 1], b[ANYLOCK_URL_MAX + 1];
+    const char *home0 = getenv("HOME");
+    char home[1024];
+    snprintf(home, sizeof home, "%s", home0 ? home0 : "");
+    unsetenv("ANYLOCK_URL");
+    char tmp[256];
+    ck_assert_int_eq(test_tmpdir(tmp, sizeof tmp), 0);
+    setenv("XDG_RUNTIME_DIR", tmp, 1);
+    setenv("XDG_CACHE_HOME", tmp, 1);
+    ck_status(anylock_default_url(a, sizeof a), ANYLOCK_OK);
+    unsetenv("XDG_RUNTIME_DIR");
+    unsetenv("XDG_CACHE_HOME");
+    setenv("HOME", tmp, 1);
+    ck_status(anylock_default_url(b, sizeof b), ANYLOCK_OK);
+    ck_assert_str_eq(a, b);
+    ck_assert_msg(!strncmp(a, "sqlite:////", 11) && strstr(a, "/.cache/anylock/locks.db"), "%s", a);
+    ck_assert_ptr_null(strstr(a, tmp));
+    test_rmtree(tmp);
+    /* $ANYLOCK_URL wins; set but empty is an error, not the default. */
+    setenv("ANYLOCK_URL", "memory://from-env", 1);
+    ck_status(anylock_default_url(a, sizeof a), ANYLOCK_OK);
+    ck_assert_str_eq(a, "memory://from-env");
+    setenv("ANYLOCK_URL", "", 1);
+    ck_status(anylock_default_url(a, sizeof a), ANYLOCK_URL_MALFORMED);
+    ck_assert_ptr_nonnull(strstr(a, "empty"));
+    unsetenv("ANYLOCK_URL");
+    ck_status(anylock_default_url(a, 4), ANYLOCK_INVALID);
+    ck_status(anylock_default_url(NULL, 10), ANYLOCK_INVALID);
+    /* Without Check's fork per test (valgrind), later tests see this
+     * process's environment: put HOME back. */
+    if (home0)
+        setenv("HOME", home, 1);
+}
+END_TEST
+
+START_TEST(t_tiny_default_expiry)
+{
+    /* A sub-millisecond default rounds up to 1 ms, never to "never". */
+    ck_status(anylock_set_default_expires(1e-10), ANYLOCK_OK);
+    anylock_client *c = open_ok("memory://tiny");
+    anylock_lock *a = NULL, *b = NULL;
+    ck_status(anylock_lock_new(c, "t", &a), ANYLOCK_OK);
+    ck_status(anylock_lock_new(c, "t", &b), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    ck_status(anylock_lock_set_timeout(b, 1), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(b, 5), ANYLOCK_OK);
+    ck_status(anylock_acquire(b), ANYLOCK_OK); /* a's 1 ms passed */
+    ck_status(anylock_set_default_expires(ANYLOCK_DEFAULT_EXPIRES), ANYLOCK_OK);
+    anylock_lock_free(a);
+    anylock_lock_free(b);
+    anylock_close(c);
+}
+END_TEST
+
+typedef struct log_seen {
+    pthread_mutex_t mu;
+    int events[16];
+    int password_shown;
+    int inspected; /* library calls made from the handler that worked */
+} log_seen;
+
+static void on_log(const anylock_log_record *r, void *ud)
+{
+    log_seen *s = ud;
+    /* The handler may call the library, even on the lock's own client from
+     * a renewal thread: it never runs under the library's locks. */
+    int ok = 0;
+    if (r->event == ANYLOCK_EVENT_RENEWED && r->lock) {
+        anylock_info info;
+        ok = anylock_lock_held(r->lock) && anylock_inspect(anylock_lock_client(r->lock), r->name, &info) == ANYLOCK_OK &&
+             info.held;
+    }
+    pthread_mutex_lock(&s->mu);
+    if ((unsigned)r->event < 16)
+        s->events[r->event]++;
+    if (strstr(r->message, "Hunter2Secret"))
+        s->password_shown = 1;
+    s->inspected += ok;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int log_count(log_seen *s, anylock_event e)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->events[e];
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+START_TEST(t_log)
+{
+    static log_seen seen = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
+    anylock_set_log(on_log, ANYLOCK_LOG_DEBUG, &seen);
+    anylock_client *c = open_ok("memory://log");
+    anylock_lock *a = NULL, *b = NULL;
+    ck_status(anylock_lock_new(c, "job", &a), ANYLOCK_OK);
+    ck_status(anylock_lock_new(c, "job", &b), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(a, 0.3), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(a, 1), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    ck_assert_int_eq(log_count(&seen, ANYLOCK_EVENT_ACQUIRED), 1);
+    ck_status(anylock_try_acquire(b), ANYLOCK_BUSY);
+    ck_assert_int_eq(log_count(&seen, ANYLOCK_EVENT_NOT_ACQUIRED), 1);
+    double until = test_now() + 5;
+    while (log_count(&seen, ANYLOCK_EVENT_RENEWED) < 2 && test_now() < until)
+        test_sleep(0.02);
+    ck_assert_int_ge(log_count(&seen, ANYLOCK_EVENT_RENEWED), 2);
+    pthread_mutex_lock(&seen.mu);
+    ck_assert_int_ge(seen.inspected, 2);
+    pthread_mutex_unlock(&seen.mu);
+    ck_status(anylock_reset(c, "job"), ANYLOCK_OK);
+    until = test_now() + 5;
+    while (log_count(&seen, ANYLOCK_EVENT_LOST) < 1 && test_now() < until)
+        test_sleep(0.02);
+    ck_assert_int_eq(log_count(&seen, ANYLOCK_EVENT_LOST), 1);
+    ck_status(anylock_acquire(b), ANYLOCK_OK);
+    ck_status(anylock_release(b), ANYLOCK_OK);
+    ck_assert_int_ge(log_count(&seen, ANYLOCK_EVENT_RELEASED), 1);
+    anylock_lock_free(a);
+    anylock_lock_free(b);
+    anylock_close(c);
+    /* Off: nothing more arrives. */
+    anylock_set_log(NULL, ANYLOCK_LOG_DEBUG, NULL);
+    int before = log_count(&seen, ANYLOCK_EVENT_ACQUIRED);
+    c = open_ok("memory://log");
+    ck_status(anylock_lock_new(c, "job", &a), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    ck_assert_int_eq(log_count(&seen, ANYLOCK_EVENT_ACQUIRED), before);
+    anylock_lock_free(a);
+    anylock_close(c);
+    ck_assert_int_eq(seen.password_shown, 0);
+}
+END_TEST
+
+START_TEST(t_features_and_options)
+{
+    anylock_client *c = open_ok("memory://feat");
+    unsigned f = anylock_client_features(c);
+    ck_assert_uint_ne(f & ANYLOCK_FEATURE_TOKEN, 0);
+    ck_assert_uint_ne(f & ANYLOCK_FEATURE_SHARED, 0);
+    ck_assert_uint_ne(f & ANYLOCK_FEATURE_LIST, 0);
+    ck_assert_uint_eq(f & ANYLOCK_FEATURE_SESSION, 0);
+    ck_assert_uint_eq(anylock_client_features(NULL), 0);
+    anylock_client *bad = NULL;
+    anylock_open("nosuch://x", &bad);
+    ck_assert_uint_eq(anylock_client_features(bad), 0);
+    anylock_close(bad);
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(c, "o", &l), ANYLOCK_OK);
+    char big[ANYLOCK_LABEL_MAX + 2];
+    memset(big, 'l', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    ck_status(anylock_lock_set_label(l, big), ANYLOCK_INVALID);
+    ck_status(anylock_lock_set_label(l, "bad\xc2\x85" "c1"), ANYLOCK_INVALID);
+    ck_status(anylock_lock_set_label(l, NULL), ANYLOCK_OK);
+    ck_status(anylock_lock_set_label(l, "fine"), ANYLOCK_OK);
+    ck_status(anylock_lock_set_mode(l, (anylock_mode)7), ANYLOCK_INVALID);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_lock_set_label(l, "x"), ANYLOCK_MISUSE);
+    ck_status(anylock_lock_set_mode(l, ANYLOCK_SHARED), ANYLOCK_MISUSE);
+    ck_status(anylock_lock_set_permits(l, 2), ANYLOCK_MISUSE);
+    anylock_lock_free(l);
+    anylock_close(c);
+    /* The values are part of the ABI. */
+    ck_assert_int_eq(ANYLOCK_INTERNAL, 39);
+    ck_assert_int_eq(ANYLOCK_FORKED, 44);
+    ck_assert_int_eq(anylock_version_number(), ANYLOCK_VERSION_NUMBER);
+    ck_assert_str_eq(anylock_status_name(ANYLOCK_OUTCOME_UNKNOWN), "OUTCOME_UNKNOWN");
+}
+END_TEST
+
+/* After fork(), closing the parent's client and freeing its locks in the
+ * child free memory only and answer like in the parent. */
+START_TEST(t_fork_free_in_child)
+{
+    anylock_client *c = open_ok("memory://forked");
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(c, "f", &l), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int bad = anylock_acquire(l) != ANYLOCK_FORKED;
+        bad |= strstr(anylock_lock_errmsg(l), "fork") == NULL;
+        anylock_lock_free(l);
+        bad |= anylock_close(c) != ANYLOCK_OK;
+        _exit(bad);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_int_eq(anylock_lock_held(l), 1);
+    anylock_lock_free(l);
+    ck_status(anylock_close(c), ANYLOCK_OK);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("api");
@@ -492,6 +724,12 @@ int main(void)
     tcase_add_test(tc, t_defaults_precedence);
     tcase_add_test(tc, t_third_party_backend);
     tcase_add_test(tc, t_round_up_to_resolution);
+    tcase_add_test(tc, t_parse_duration);
+    tcase_add_test(tc, t_default_url);
+    tcase_add_test(tc, t_tiny_default_expiry);
+    tcase_add_test(tc, t_log);
+    tcase_add_test(tc, t_features_and_options);
+    tcase_add_test(tc, t_fork_free_in_child);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

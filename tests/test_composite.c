@@ -98,6 +98,9 @@ static struct {
     char id[ANYLOCK_ID_MAX + 1];
 } faulty_held[8];
 static atomic_int fail_acquire, fail_release, fail_extend, faulty_releases;
+/* The next acquire answers only after this long (a stalled store that
+ * still says yes in the end), once. */
+static atomic_int acquire_delay_ms;
 
 static int faulty_find(const anylock_op *op)
 {
@@ -121,6 +124,9 @@ static void faulty_close(anylock_op *op)
 
 static anylock_status faulty_acquire(anylock_op *op)
 {
+    int delay = atomic_exchange(&acquire_delay_ms, 0);
+    if (delay)
+        test_sleep(delay / 1000.0);
     if (atomic_load(&fail_acquire))
         return anylock_op_error(op, ANYLOCK_IO, "injected failure: the store went away");
     anylock_status st = ANYLOCK_OK;
@@ -216,6 +222,7 @@ static void faulty_setup(void)
     atomic_store(&fail_release, 0);
     atomic_store(&fail_extend, 0);
     atomic_store(&faulty_releases, 0);
+    atomic_store(&acquire_delay_ms, 0);
     pthread_mutex_lock(&faulty_mu);
     memset(faulty_held, 0, sizeof faulty_held);
     pthread_mutex_unlock(&faulty_mu);
@@ -436,6 +443,76 @@ START_TEST(t_wait_keeps_old_lock)
     anylock_lock_free(n);
     anylock_lock_free(o);
     fleet_close(&f);
+}
+END_TEST
+
+typedef struct old_only {
+    anylock_client *client;
+    atomic_int got; /* 1 while it holds the old store's lock */
+    double released_at;
+    anylock_status status;
+} old_only;
+
+static void *old_only_main(void *arg)
+{
+    old_only *o = arg;
+    anylock_lock *l = NULL;
+    if (anylock_lock_new(o->client, "job", &l) != ANYLOCK_OK)
+        return NULL;
+    anylock_lock_set_expires(l, 30);
+    anylock_lock_set_timeout(l, 10);
+    /* The handshake: start waiting once the composite holds the old lock. */
+    double until = test_now() + 10;
+    anylock_info info;
+    while (test_now() < until && (anylock_inspect(o->client, "job", &info) != ANYLOCK_OK || !info.held))
+        test_sleep(0.002);
+    o->status = anylock_acquire(l);
+    if (o->status == ANYLOCK_OK) {
+        atomic_store(&o->got, 1);
+        test_sleep(1.5);
+        o->released_at = test_now();
+        atomic_store(&o->got, 0);
+        anylock_release(l);
+    }
+    anylock_lock_free(l);
+    return NULL;
+}
+
+/* The new store answers yes only after the old store's lease ran out and
+ * an old-only process took the lock: the composite must not return OK on
+ * that lapsed lease (it extends the old lock, finds it gone, gives up the
+ * new one and starts again). */
+START_TEST(t_new_answers_after_old_lease)
+{
+    faulty_setup();
+    char url[1024];
+    snprintf(url, sizeof url, "memory://lapse-o?prefix=lapse-%ld:", (long)getpid());
+    anylock_client *old = open_ok(url);
+    snprintf(url, sizeof url, "migrate://?old=memory://lapse-o&new=faulty://lapse-n&prefix=lapse-%ld:&expires=0.5",
+             (long)getpid());
+    anylock_client *comp = open_ok(url);
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(comp, "job", &l), ANYLOCK_OK);
+    ck_status(anylock_lock_set_timeout(l, 10), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(l, 1), ANYLOCK_OK);
+    atomic_store(&acquire_delay_ms, 1500);
+    /* The old-only process waits for the old lock once the composite holds
+     * it, and gets it when the composite's 0.5 s lease there runs out. */
+    old_only o = {old, 0, 0, ANYLOCK_INTERNAL};
+    pthread_t t;
+    double t0 = test_now();
+    pthread_create(&t, NULL, old_only_main, &o);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    double at = test_now();
+    ck_assert_msg(atomic_load(&o.got) == 0,
+                  "the composite returned OK %.3f s in while an old-only process held the old lock", at - t0);
+    pthread_join(t, NULL);
+    ck_status(o.status, ANYLOCK_OK);
+    ck_assert_msg(at >= o.released_at, "OK at %.3f s, before the old-only holder released at %.3f s", at - t0,
+                  o.released_at - t0);
+    anylock_lock_free(l);
+    ck_status(anylock_close(comp), ANYLOCK_OK);
+    ck_status(anylock_close(old), ANYLOCK_OK);
 }
 END_TEST
 
@@ -693,6 +770,7 @@ static Suite *composite_suite(void)
         {"second_fails_releases_first", t_second_fails_releases_first},
         {"first_busy_leaves_second", t_first_busy_leaves_second},
         {"wait_keeps_old_lock", t_wait_keeps_old_lock},
+        {"new_answers_after_old_lease", t_new_answers_after_old_lease},
         {"mixed_old_and_composite", t_mixed_old_and_composite},
         {"mixed_composite_and_new", t_mixed_composite_and_new},
         {"union", t_union},

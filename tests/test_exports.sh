@@ -17,7 +17,7 @@ if [ -n "$bad$internal" ]; then
 fi
 missing=0
 for sym in $exported; do
-    if ! grep -q "\b$sym\b" "${top_srcdir:-.}"/include/anylock.h "${top_srcdir:-.}"/include/anylock_backend.h; then
+    if ! grep -q "\b$sym\b" "${top_srcdir:-.}"/include/*.h; then
         echo "exported but not declared in a public header: $sym"
         missing=1
     fi

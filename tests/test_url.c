@@ -184,6 +184,86 @@ START_TEST(t_password_never_in_messages)
 }
 END_TEST
 
+/* Malformed URLs that each hold a password somewhere, through anylock_open
+ * (so the client's message and its shown URL): neither ever shows it,
+ * whatever the defect and wherever the password is (nested in a query
+ * value, percent-encoded, cut from its '@' by a '/', '?' or '#'). */
+static const char *const secret_corpus[] = {
+    "migrate://?old=redis://:Zq9SecretPw@127.0.0.1:99999&new=memory://",
+    "migrate://?old=redis://:Zq9SecretPw@127.0.0.1:99999&new=memory://x",
+    "migrate://?old=redis%3A%2F%2F%3AZq9SecretPw%40127.0.0.1%3A99999&new=memory://",
+    "migrate://?old=redis://u:Zq9SecretPw@h/?x=%zz&new=memory://",
+    "migrate://?new=memory://&old=redis://u:Zq9SecretPw@h:0",
+    "redis://user:Zq9SecretPw/x@h",
+    "redis://user:Zq9SecretPw?x@h",
+    "redis://user:Zq9SecretPw#x@h",
+    "redis://user:Zq9Secret/Pw@h:12",
+    "redis://:Zq9SecretPw@h:1:2",
+    "redis://:Zq9SecretPw@",
+    "redis://:Zq9SecretPw@h/db/extra",
+    "redis://u:Zq9SecretPw@h?bogus=1",
+    "redis://u:Zq9SecretPw@h\x01",
+    "nosuch://u:Zq9SecretPw@h",
+    "memory://u:Zq9SecretPw@ns",
+    "open://u:Zq9SecretPw@",
+    "redis://u:Zq9Secret%50w@h:99999",
+    "redis://h/?x=redis://u:Zq9SecretPw@h/?y=redis://u:Zq9SecretPw@h+++++++++++++++++++++++++++++++",
+    "migrate://?old=migrate%3A%2F%2F%3Fold%3Dredis%3A%2F%2F%3AZq9SecretPw%40h&new=memory://",
+    "redis://u:Zq9SecretPw@h?timeout=-1",
+    "REDIS://u:Zq9SecretPw@h:65536",
+    " redis://u:Zq9SecretPw@h",
+    "redis:/u:Zq9SecretPw@h",
+    "redis//u:Zq9SecretPw@h",
+};
+
+START_TEST(t_secret_corpus)
+{
+    const char *url = secret_corpus[_i];
+    anylock_client *c = NULL;
+    anylock_status st = anylock_open(url, &c);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_msg(st != ANYLOCK_OK, "%s opened", url);
+    const char *leaks[] = {"Zq9SecretPw", "Zq9Secret/Pw", "Zq9SecretPw/x", "Zq9SecretPw?x", "Zq9SecretPw#x"};
+    for (size_t k = 0; k < sizeof leaks / sizeof *leaks; k++) {
+        ck_assert_msg(!strstr(anylock_errmsg(c), leaks[k]), "%s: the message shows the password: %s", url,
+                      anylock_errmsg(c));
+        ck_assert_msg(!strstr(anylock_client_url(c), leaks[k]), "%s: the URL shows the password: %s", url,
+                      anylock_client_url(c));
+    }
+    ck_assert_msg(!strstr(anylock_client_url(c), "Zq9Secret"), "%s shown as %s", url, anylock_client_url(c));
+    ck_assert_str_ne(anylock_errmsg(c), "");
+    anylock_close(c);
+}
+END_TEST
+
+/* The redacted form of a URL that nests URLs in query values, each with a
+ * password and with characters that are re-encoded: once a heap overflow. */
+START_TEST(t_nested_redaction)
+{
+    char url[ANYLOCK_URL_MAX + 1];
+    snprintf(url, sizeof url, "redis://h/?x=redis%%3A%%2F%%2Fu%%3Apw1%%40h%%2F%%3Fy%%3Dredis%%3A%%2F%%2Fu%%3Apw2%%40h");
+    for (size_t n = strlen(url); n < 200; n++)
+        url[n] = '+', url[n + 1] = '\0';
+    char *r = anylock__redact(url);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(!strstr(r, "pw1") && !strstr(r, "pw2"), "%s", r);
+    free(r);
+    /* Deeper and longer, up to the URL limit. */
+    memcpy(url, "migrate://?old=", 15);
+    size_t o = 15;
+    while (o + 64 < ANYLOCK_URL_MAX) {
+        static const char part[] = "redis%3A%2F%2Fu%3Apw3%40h%3F%2B%26x%3D";
+        memcpy(url + o, part, sizeof part - 1);
+        o += sizeof part - 1;
+    }
+    url[o] = '\0';
+    r = anylock__redact(url);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_msg(!strstr(r, "pw3"), "a nested password shows");
+    free(r);
+}
+END_TEST
+
 int main(void)
 {
     memset(overlong, 'a', sizeof overlong - 1);
@@ -193,6 +273,8 @@ int main(void)
     tcase_add_loop_test(tc, t_good, 0, sizeof good / sizeof *good);
     tcase_add_loop_test(tc, t_bad, 0, sizeof bad / sizeof *bad);
     tcase_add_test(tc, t_password_never_in_messages);
+    tcase_add_loop_test(tc, t_secret_corpus, 0, sizeof secret_corpus / sizeof *secret_corpus);
+    tcase_add_test(tc, t_nested_redaction);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
