@@ -8,9 +8,9 @@
  * Files.  DIR/NAME is the lock file (never written, never removed except by
  * reset, as flock(1) leaves it).  Who holds it is kept in a sidecar,
  * DIR/.anylock/NAME (the record file), which flock(1) users never need: a
- * 4 KiB header (magic, the lock's key, the fencing-token counter, the gate
- * byte, the doorbell) followed by 1 KiB slots, one per holder.  A holder
- * owns its slot by an open-file-description (OFD) write lock on the slot's
+ * 4 KiB header (magic, the lock's key, the gate byte, the doorbell)
+ * followed by 1 KiB slots, one per holder; the store's fencing-token
+ * counter is DIR/.anylock/.anylock.  A holder owns its slot by an open-file-description (OFD) write lock on the slot's
  * byte range, so a slot is live exactly while its holder's descriptor is
  * open: a crashed holder's slot dies with it, like its flock.  A slot names
  * the lock file's inode it belongs to, so that records left on an inode a
@@ -95,12 +95,20 @@
 #define FL_VERSION 1
 #define FL_OFF_VERSION 8
 #define FL_OFF_KEYLEN 12
-#define FL_OFF_TOKEN 16    /* uint64, advanced atomically through a shared mapping */
+#define FL_OFF_TOKEN 16    /* reserved */
 #define FL_OFF_DOORBELL 24 /* written after a semaphore permit is let go, to wake waiters */
 #define FL_OFF_GATE 32     /* the writer-preference gate: an OFD lock on this byte */
 #define FL_OFF_KEY 64
 #define FL_SLOT_MAGIC 0x31544c53u /* "SLT1" */
 
+/* The store's fencing-token counter: DIR/.anylock/.anylock, a name no
+ * record file has (a lock named ".anylock" is "%.anylock").  A magic, then
+ * the counter (uint64) at FL_TOK_OFF, advanced atomically through a shared
+ * mapping of the file's first page. */
+#define FL_TOK_FILE FL_SIDE
+#define FL_TOK_MAGIC "anylockT"
+#define FL_TOK_OFF 16
+#define FL_TOK_SIZE 4096
 /* What a helper thread's stack needs: two system calls, and room for
  * sanitizers and the unwinder of a cancellation. */
 #define FL_HELPER_STACK (256 * 1024)
@@ -216,6 +224,10 @@ typedef struct fl_client {
     fl_watch *watches;
     fl_recwatch *recw;
     size_t nrecw, caprecw;
+    /* the store's token counter, mapped shared (opened at the first acquire) */
+    int tok_fd;
+    void *tok_map;
+    uint64_t *tok;
 } fl_client;
 
 typedef struct fl_lock {
@@ -226,7 +238,6 @@ typedef struct fl_lock {
     int fd;     /* the lock file, while held */
     int rec_fd; /* the record file, kept open across acquisitions; valid when rec_open */
     int rec_open;
-    unsigned char *map; /* the record file's header, mapped shared */
     dev_t dev;
     ino_t ino;
     long slot;
@@ -698,6 +709,7 @@ static anylock_status fl_open(anylock_op *op, const anylock_url *url)
     fl_client *fc = op->state;
     fc->ifd = -1;
     fc->dir_wd = -1;
+    fc->tok_fd = -1;
     fc->wake[0] = fc->wake[1] = -1;
     if (pthread_mutex_init(&fc->mu, NULL))
         return ANYLOCK_NOMEM;
@@ -788,6 +800,10 @@ static void fl_close(anylock_op *op)
         close(fc->wake[1]);
     }
     free(fc->recw);
+    if (fc->tok_map)
+        munmap(fc->tok_map, FL_TOK_SIZE);
+    if (fc->tok_fd >= 0)
+        close(fc->tok_fd);
     if (fc->mu_ready)
         pthread_mutex_destroy(&fc->mu);
     free(fc->dir);
@@ -876,10 +892,7 @@ static void rec_close(fl_lock *lk)
 {
     if (!lk->rec_open)
         return;
-    if (lk->map)
-        munmap(lk->map, FL_HEADER);
     close(lk->rec_fd);
-    lk->map = NULL;
     lk->rec_open = 0;
 }
 
@@ -925,14 +938,7 @@ static anylock_status rec_ready(anylock_op *op, fl_client *fc, fl_lock *lk)
             return file_error(op, lk->rec_path, "cannot write the holder record file", e);
         }
     }
-    void *map = mmap(NULL, FL_HEADER, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (map == MAP_FAILED) {
-        int e = errno;
-        close(fd);
-        return file_error(op, lk->rec_path, "cannot map the holder record file", e);
-    }
     lk->rec_fd = fd;
-    lk->map = map;
     lk->rec_open = 1;
     return ANYLOCK_OK;
 }
@@ -1163,7 +1169,7 @@ static int wait_event(fl_client *fc, fl_watch *w, int64_t wake)
 
 /* Claims a slot (the first free one; for a semaphore one of 0..permits-1)
  * and writes the holder's record: 1, 0 when none is free, -1 with errno. */
-static int claim_slot(anylock_op *op, fl_lock *lk, const struct stat *sb)
+static int claim_slot(anylock_op *op, fl_lock *lk, uint64_t *tok, const struct stat *sb)
 {
     long limit = op->mode == ANYLOCK_SEMAPHORE ? (long)op->permits : FL_MAX_SLOTS;
     long i = 0;
@@ -1193,9 +1199,9 @@ static int claim_slot(anylock_op *op, fl_lock *lk, const struct stat *sb)
     op->granted_at = anylock_now_ns();
     s.expires_at = op->expires_ms ? op->granted_at / 1000000 + op->expires_ms : 0;
     /* The token is advanced after the lock is had and its inode checked,
-     * atomically in the shared mapping, so every acquisition gets its own
-     * number, greater than every earlier one. */
-    s.token = __atomic_add_fetch((uint64_t *)(void *)(lk->map + FL_OFF_TOKEN), 1, __ATOMIC_SEQ_CST);
+     * atomically in the shared mapping, so every acquisition in the store
+     * gets its own number, greater than every earlier one. */
+    s.token = __atomic_add_fetch(tok, 1, __ATOMIC_SEQ_CST);
     op->token = s.token;
     s.id_len = (uint32_t)op->id_len;
     memcpy(s.id, op->id, op->id_len);
@@ -1231,6 +1237,58 @@ static void slot_release(fl_lock *lk)
 
 static int drop_held(fl_client *fc, fl_lock *lk);
 
+/* The store's token counter, opened and mapped once per client. */
+static anylock_status tokens_ready(anylock_op *op, fl_client *fc, uint64_t **out)
+{
+    pthread_mutex_lock(&fc->mu);
+    uint64_t *tok = fc->tok;
+    pthread_mutex_unlock(&fc->mu);
+    if (tok) {
+        *out = tok;
+        return ANYLOCK_OK;
+    }
+    char *path = join(fc->side, "/", FL_TOK_FILE);
+    if (!path)
+        return ANYLOCK_NOMEM;
+    struct stat sb;
+    anylock_status st = ANYLOCK_OK;
+    int fd = open_file(fc, path, 2, O_RDWR | O_NOFOLLOW, &sb);
+    char head[8] = {0};
+    char zero = 0;
+    if (fd < 0) {
+        st = file_error(op, path, "cannot open the token counter", errno);
+    } else if (pread(fd, head, sizeof head, 0) == (ssize_t)sizeof head && memcmp(head, FL_TOK_MAGIC, 8) &&
+               memcmp(head, "\0\0\0\0\0\0\0\0", 8)) {
+        st = anylock_op_error(op, ANYLOCK_STORE, "file %.200s: not an anylock token counter", path);
+    } else if ((sb.st_size < FL_TOK_SIZE && pwrite(fd, &zero, 1, FL_TOK_SIZE - 1) != 1) ||
+               (memcmp(head, FL_TOK_MAGIC, 8) && pwrite(fd, FL_TOK_MAGIC, 8, 0) != 8)) {
+        st = file_error(op, path, "cannot write the token counter", errno);
+    } else {
+        void *map = mmap(NULL, FL_TOK_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (map == MAP_FAILED) {
+            st = file_error(op, path, "cannot map the token counter", errno);
+        } else {
+            pthread_mutex_lock(&fc->mu);
+            if (!fc->tok) {
+                fc->tok_map = map;
+                fc->tok = (uint64_t *)(void *)((char *)map + FL_TOK_OFF);
+                fc->tok_fd = fd;
+                fd = -1;
+                map = NULL;
+            }
+            tok = fc->tok;
+            pthread_mutex_unlock(&fc->mu);
+            if (map)
+                munmap(map, FL_TOK_SIZE);
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    *out = tok;
+    return st;
+}
+
 static anylock_status fl_acquire(anylock_op *op)
 {
     fl_client *fc = op->state;
@@ -1240,9 +1298,12 @@ static anylock_status fl_acquire(anylock_op *op)
                                 FL_MAX_SLOTS, op->permits);
     if (lk->held)
         drop_held(fc, lk); /* an acquisition the core has given up on */
+    uint64_t *tok = NULL;
     anylock_status st = lock_paths(op, fc, lk);
     if (st == ANYLOCK_OK)
         st = rec_ready(op, fc, lk);
+    if (st == ANYLOCK_OK)
+        st = tokens_ready(op, fc, &tok);
     if (st != ANYLOCK_OK)
         return st;
     lk->slot = -1;
@@ -1359,7 +1420,7 @@ static anylock_status fl_acquire(anylock_op *op)
                 break;
             }
         }
-        int c = claim_slot(op, lk, &sb);
+        int c = claim_slot(op, lk, tok, &sb);
         if (c < 0) {
             st = file_error(op, lk->rec_path, "cannot write the holder record", errno);
             flock(fd, LOCK_UN);

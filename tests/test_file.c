@@ -500,7 +500,7 @@ START_TEST(t_plain_name_no_extra_files)
     ck_status(anylock_lock_set_mode(l, ANYLOCK_SHARED), ANYLOCK_OK);
     ck_status(anylock_acquire(l), ANYLOCK_OK);
     ck_assert_str_eq(dir_names(path_of("plain")), ".anylock backup");
-    ck_assert_str_eq(dir_names(path_of("plain/.anylock")), "backup");
+    ck_assert_str_eq(dir_names(path_of("plain/.anylock")), ".anylock backup"); /* the token counter, a record */
     /* The lock file is never written. */
     struct stat sb;
     ck_assert_int_eq(stat(path_of("plain/backup"), &sb), 0);
@@ -1484,7 +1484,14 @@ START_TEST(t_tokens)
         last = t;
         ck_status(anylock_release(l), ANYLOCK_OK);
     }
-    /* A reset (a new lock file) does not restart the sequence. */
+    /* Another name, and a reset (a new lock file), go on with the store's
+     * one sequence. */
+    anylock_lock *o = lock_of(c, "other");
+    ck_status(anylock_acquire(o), ANYLOCK_OK);
+    ck_status(anylock_lock_token(o, &t), ANYLOCK_OK);
+    ck_assert(t > last);
+    last = t;
+    anylock_lock_free(o);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     ck_status(anylock_reset(c2, "job"), ANYLOCK_OK);
     ck_status(anylock_acquire(b), ANYLOCK_OK);
