@@ -8,7 +8,7 @@
  * Files.  DIR/NAME is the lock file (never written, never removed except by
  * reset, as flock(1) leaves it).  Who holds it is kept in a sidecar,
  * DIR/.anylock/NAME (the record file), which flock(1) users never need: a
- * 4 KiB header (magic, the lock's key, the gate byte, the doorbell)
+ * 4 KiB header (magic, the lock's key, the doorbell)
  * followed by 1 KiB slots, one per holder; the store's fencing-token
  * counter is DIR/.anylock/.anylock.  A holder owns its slot by an open-file-description (OFD) write lock on the slot's
  * byte range, so a slot is live exactly while its holder's descriptor is
@@ -25,13 +25,13 @@
  * read back from the record file's header).
  *
  * Waiting.  A waiter sleeps in the kernel: a helper thread does the blocking
- * flock(2) (and, for the writer-preference gate, a blocking F_OFD_SETLKW) on
- * the waiter's own descriptors, with asynchronous cancellation enabled
- * around the system call only.  The acquiring thread waits on a condition
- * variable for the helper, for the deadline, or for the client's inotify
- * watcher to report that DIR/NAME was removed or replaced (reset, or a
- * script's rm); on a timeout or such an event it cancels the helper and
- * joins it, and then a non-blocking flock on the same descriptor tells
+ * flock(2) on the waiter's own descriptors (the lock file's, and for the
+ * writer-preference gate the record file's), with asynchronous cancellation
+ * enabled around the system calls only.  The acquiring thread waits on a
+ * condition variable for the helper, for the deadline, or for the client's
+ * inotify watcher to report that DIR/NAME was removed or replaced (reset,
+ * or a script's rm); on a timeout or such an event it cancels the helper
+ * and joins it, and then a non-blocking flock on the same descriptor tells
  * whether the lock was granted at the last moment.  After every successful
  * flock the inode is checked again (fstat of the descriptor against stat of
  * the path): a lock taken on a file that was unlinked meanwhile is let go
@@ -40,16 +40,16 @@
  *
  * Modes.  Exclusive is LOCK_EX, shared is LOCK_SH.  flock(2) has no writer
  * preference (a LOCK_SH request is granted while a LOCK_EX request waits),
- * so anylock adds a gate: an OFD write lock on one header byte of the record
- * file.  An exclusive acquirer that has to wait holds the gate while it
- * waits; a shared acquirer takes the gate (waiting for it if a writer holds
- * it) before it takes LOCK_SH and lets it go after.  A semaphore of N is N
- * slots: a holder takes LOCK_SH on the lock file and an OFD lock on one of
- * the slots 0..N-1; a waiter sleeps on inotify events of the record file
- * (every release writes the doorbell after it unlocks its slot; a dead
- * holder's descriptors are closed).  Gate, slots and LOCK_SH on the lock
- * file make every mode check atomic: checks and claims happen under the
- * gate or under LOCK_EX.
+ * so anylock adds a gate: a flock(2) of the record file, which is
+ * independent of the OFD locks on its slots.  An exclusive acquirer that has
+ * to wait holds the gate while it waits; a shared acquirer takes the gate
+ * (waiting for it if a writer holds it) before it takes LOCK_SH and lets it
+ * go after.  A semaphore holder takes LOCK_SH on the lock file and a slot;
+ * the permits in use are the live semaphore slots of this lock file,
+ * counted and claimed under the gate.  A permit waiter sleeps on inotify
+ * events of the record file (every release writes the doorbell after it
+ * unlocks its slot; a dead holder's descriptors are closed).  Every mode's
+ * check and claim is thus atomic: it happens under the gate or LOCK_EX.
  *
  * Sessions.  The kernel frees a lock when its holder's descriptor is closed,
  * so the store is ANYLOCK_BACKEND_SESSION: no expiry is needed; one given is
@@ -97,7 +97,7 @@
 #define FL_OFF_KEYLEN 12
 #define FL_OFF_TOKEN 16    /* reserved */
 #define FL_OFF_DOORBELL 24 /* written after a semaphore permit is let go, to wake waiters */
-#define FL_OFF_GATE 32     /* the writer-preference gate: an OFD lock on this byte */
+#define FL_OFF_GATE 32     /* reserved (the gate is a flock of the whole record file) */
 #define FL_OFF_KEY 64
 #define FL_SLOT_MAGIC 0x31544c53u /* "SLT1" */
 
@@ -943,7 +943,7 @@ static anylock_status rec_ready(anylock_op *op, fl_client *fc, fl_lock *lk)
     return ANYLOCK_OK;
 }
 
-/* OFD locks on the record file: the gate byte and the slots. */
+/* OFD locks on the record file's slots. */
 static int ofd(int fd, int cmd, short type, off_t start, off_t len)
 {
     struct flock fl = {.l_type = type, .l_whence = SEEK_SET, .l_start = start, .l_len = len};
@@ -955,17 +955,22 @@ static off_t slot_off(long i)
     return FL_HEADER + (off_t)i * FL_SLOT;
 }
 
-/* 1 if the gate was free and is now held by fd, 0 if another holds it, -1. */
+/* The writer-preference gate is a flock(2) of the record file, which is
+ * independent of the OFD locks on its slots (flock and record locks do not
+ * interact on a local filesystem).  A flock, not an OFD lock, because a
+ * blocking flock is a system call every tool (valgrind among them) knows
+ * to wait in.  1 if the gate was free and is now held by fd, 0 if another
+ * holds it, -1. */
 static int gate_try(int fd)
 {
-    if (ofd(fd, F_OFD_SETLK, F_WRLCK, FL_OFF_GATE, 1) == 0)
+    if (flock(fd, LOCK_EX | LOCK_NB) == 0)
         return 1;
-    return errno == EAGAIN || errno == EACCES ? 0 : -1;
+    return errno == EWOULDBLOCK ? 0 : -1;
 }
 
 static void gate_release(int fd)
 {
-    ofd(fd, F_OFD_SETLK, F_UNLCK, FL_OFF_GATE, 1);
+    flock(fd, LOCK_UN);
 }
 
 /* ---- reading the records ---- */
@@ -1064,7 +1069,6 @@ typedef struct fl_helper {
     int lock_fd, rec_fd;
     int how;  /* LOCK_EX or LOCK_SH on lock_fd, or 0 */
     int gate; /* take the gate first */
-    struct flock gate_lock;
     int done, rc, err;
 } fl_helper;
 
@@ -1092,7 +1096,7 @@ FL_NO_ASAN static void *helper_main(void *arg)
     pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, NULL);
     long rc = 0;
     if (h->gate)
-        rc = syscall(SYS_fcntl, h->rec_fd, F_OFD_SETLKW, &h->gate_lock);
+        rc = syscall(SYS_flock, h->rec_fd, LOCK_EX);
     if (rc == 0 && h->how)
         rc = syscall(SYS_flock, h->lock_fd, h->how);
     int err = rc ? errno : 0;
@@ -1115,8 +1119,7 @@ enum { WAIT_GOT, WAIT_RETRY, WAIT_TIMEOUT };
 static int wait_kernel(anylock_op *op, fl_client *fc, fl_lock *lk, fl_watch *w, int fd, int how, int gate,
                        anylock_status *err)
 {
-    fl_helper h = {.fc = fc, .cond = w->cond, .lock_fd = fd, .rec_fd = lk->rec_fd, .how = how, .gate = gate,
-                   .gate_lock = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = FL_OFF_GATE, .l_len = 1}};
+    fl_helper h = {.fc = fc, .cond = w->cond, .lock_fd = fd, .rec_fd = lk->rec_fd, .how = how, .gate = gate};
     pthread_t t;
     if (thread_start(&t, helper_main, &h) != 0) {
         *err = anylock_op_error(op, ANYLOCK_INTERNAL, "file %.200s: cannot start a thread to wait in", lk->path);
@@ -1167,21 +1170,18 @@ static int wait_event(fl_client *fc, fl_watch *w, int64_t wake)
 
 /* ---- acquire ---- */
 
-/* Claims a slot (the first free one; for a semaphore one of 0..permits-1)
- * and writes the holder's record: 1, 0 when none is free, -1 with errno. */
+/* Claims the first free slot and writes the holder's record: 0, or -1 with
+ * errno. */
 static int claim_slot(anylock_op *op, fl_lock *lk, uint64_t *tok, const struct stat *sb)
 {
-    long limit = op->mode == ANYLOCK_SEMAPHORE ? (long)op->permits : FL_MAX_SLOTS;
     long i = 0;
-    for (; i < limit; i++) {
+    for (; i < FL_MAX_SLOTS; i++) {
         if (ofd(lk->rec_fd, F_OFD_SETLK, F_WRLCK, slot_off(i), FL_SLOT) == 0)
             break;
         if (errno != EAGAIN && errno != EACCES)
             return -1;
     }
-    if (i == limit) {
-        if (op->mode == ANYLOCK_SEMAPHORE)
-            return 0;
+    if (i == FL_MAX_SLOTS) {
         errno = ENOSPC;
         return -1;
     }
@@ -1216,7 +1216,7 @@ static int claim_slot(anylock_op *op, fl_lock *lk, uint64_t *tok, const struct s
         return -1;
     }
     lk->slot = i;
-    return 1;
+    return 0;
 }
 
 /* Empties the handle's slot and lets it go; rings the doorbell for
@@ -1412,21 +1412,24 @@ static anylock_status fl_acquire(anylock_op *op)
             fd = -1;
             continue;
         }
+        fl_found f = {0};
         if (op->mode != ANYLOCK_EXCLUSIVE) {
-            fl_found f;
             st = holders_check(op, lk, &sb, &f);
             if (st != ANYLOCK_OK) {
                 flock(fd, LOCK_UN);
                 break;
             }
         }
-        int c = claim_slot(op, lk, tok, &sb);
-        if (c < 0) {
-            st = file_error(op, lk->rec_path, "cannot write the holder record", errno);
-            flock(fd, LOCK_UN);
-            break;
-        }
-        if (c == 0) {
+        /* A semaphore's permits are its live holders of this file, counted
+         * under the gate that every semaphore acquirer holds while it counts
+         * and claims (holders of a file a reset removed do not count). */
+        if (!sem || (unsigned)f.semaphore < op->permits) {
+            if (claim_slot(op, lk, tok, &sb) != 0) {
+                st = file_error(op, lk->rec_path, "cannot write the holder record", errno);
+                flock(fd, LOCK_UN);
+                break;
+            }
+        } else {
             /* Every permit is taken. */
             flock(fd, LOCK_UN);
             gate_release(lk->rec_fd);
