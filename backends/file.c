@@ -1308,8 +1308,8 @@ static anylock_status fl_acquire(anylock_op *op)
         return st;
     lk->slot = -1;
 
-    pthread_cond_t cond;
-    anylock_cond_init(&cond);
+    pthread_cond_t cond; /* made when first needed: most acquires never wait */
+    int cond_ready = 0;
     fl_watch w = {.kind = FW_WAITER, .fname = lk->fname, .wd = -1, .cond = &cond};
     int sem = op->mode == ANYLOCK_SEMAPHORE;
     int how = op->mode == ANYLOCK_EXCLUSIVE ? LOCK_EX : LOCK_SH;
@@ -1319,6 +1319,8 @@ static anylock_status fl_acquire(anylock_op *op)
     if (sem && op->deadline != 0) {
         /* A permit waiter sleeps on the record file's events: watch it before
          * the first try, so that no release is missed. */
+        anylock_cond_init(&cond);
+        cond_ready = 1;
         pthread_mutex_lock(&fc->mu);
         if (watcher_ready(fc) == 0 && (w.wd = recwatch_get(fc, lk->rec_path)) >= 0)
             watch_add(fc, &w);
@@ -1363,6 +1365,10 @@ static anylock_status fl_acquire(anylock_op *op)
             if (st != ANYLOCK_OK)
                 break;
             /* Sleep in the kernel, watching for the file's removal. */
+            if (!cond_ready) {
+                anylock_cond_init(&cond);
+                cond_ready = 1;
+            }
             pthread_mutex_lock(&fc->mu);
             if (watcher_ready(fc) == 0)
                 watch_add(fc, &w);
@@ -1402,9 +1408,19 @@ static anylock_status fl_acquire(anylock_op *op)
                 }
             }
         }
-        /* Held (and the gate, for shared and semaphore): is it still the
-         * file the path names? */
+        /* Held (and the gate, for shared and semaphore).  Watched for the
+         * file's removal from now on, and then: is it still the file the
+         * path names?  (In that order, so that no removal goes unseen.) */
+        lk->holder = (fl_watch){.kind = FW_HOLDER, .fname = lk->fname, .wd = -1, .lock = op->lock,
+                                .path = lk->path, .dev = sb.st_dev, .ino = sb.st_ino};
+        pthread_mutex_lock(&fc->mu);
+        if (watcher_ready(fc) == 0)
+            watch_add(fc, &lk->holder);
+        pthread_mutex_unlock(&fc->mu);
         if (!same_file(lk->path, &sb)) {
+            pthread_mutex_lock(&fc->mu);
+            watch_del(fc, &lk->holder);
+            pthread_mutex_unlock(&fc->mu);
             flock(fd, LOCK_UN);
             if (gate)
                 gate_release(lk->rec_fd);
@@ -1431,6 +1447,9 @@ static anylock_status fl_acquire(anylock_op *op)
             }
         } else {
             /* Every permit is taken. */
+            pthread_mutex_lock(&fc->mu);
+            watch_del(fc, &lk->holder);
+            pthread_mutex_unlock(&fc->mu);
             flock(fd, LOCK_UN);
             gate_release(lk->rec_fd);
             gate = 0;
@@ -1487,18 +1506,11 @@ static anylock_status fl_acquire(anylock_op *op)
     watch_del(fc, &w);
     if (w.wd >= 0)
         recwatch_put(fc, w.wd);
-    if (st == ANYLOCK_OK) {
-        /* Watched for removal while held; checked once more now that the
-         * watch is in place. */
-        lk->holder = (fl_watch){.kind = FW_HOLDER, .fname = lk->fname, .wd = -1, .lock = op->lock,
-                                .path = lk->path, .dev = lk->dev, .ino = lk->ino};
-        if (watcher_ready(fc) == 0) {
-            watch_add(fc, &lk->holder);
-            check_holder(&lk->holder, anylock_now_ns());
-        }
-    }
+    if (st != ANYLOCK_OK)
+        watch_del(fc, &lk->holder);
     pthread_mutex_unlock(&fc->mu);
-    pthread_cond_destroy(&cond);
+    if (cond_ready)
+        pthread_cond_destroy(&cond);
     watch_warn(op, fc);
     return st;
 }
@@ -1511,9 +1523,12 @@ static int drop_held(fl_client *fc, fl_lock *lk)
 {
     pthread_mutex_lock(&fc->mu);
     watch_del(fc, &lk->holder); /* no loss is reported after this */
+    int lost = lk->holder.lost;
     pthread_mutex_unlock(&fc->mu);
-    struct stat sb = {.st_dev = lk->dev, .st_ino = lk->ino};
-    int ours = same_file(lk->path, &sb);
+    /* Removed (the watcher saw it, or the inode has no name left): this
+     * lock was reset.  A descriptor's fstat needs no path lookup. */
+    struct stat sb;
+    int ours = !lost && fstat(lk->fd, &sb) == 0 && sb.st_nlink > 0;
     slot_release(lk);
     /* LOCK_UN acts on the open file description, which a forked child may
      * share: the lock is free now, whoever else has the descriptor. */
