@@ -668,7 +668,7 @@ START_TEST(t_flock_mixed_contention)
 {
     snprintf(mix_url, sizeof mix_url, "%s", url_of("mix", NULL));
     snprintf(mix_counter, sizeof mix_counter, "%s", path_of("counter"));
-    anylock_client *c = open_ok(mix_url); /* makes the directory */
+    anylock_close(open_ok(mix_url)); /* makes the directory */
     FILE *f = fopen(mix_counter, "w");
     fprintf(f, "0\n");
     fclose(f);
@@ -678,7 +678,6 @@ START_TEST(t_flock_mixed_contention)
     ck_assert_int_eq(fscanf(f, "%ld", &v), 1);
     fclose(f);
     ck_assert_int_eq(v, (MIX_ANYLOCK + MIX_SHELLS) * MIX_ROUNDS);
-    anylock_close(c);
 }
 END_TEST
 
@@ -819,7 +818,10 @@ static racer racer_start(const char *url)
         char x;
         while (read(in[0], &x, 1) > 0)
             ;
-        _exit(anylock_release(l) == ANYLOCK_OK ? 0 : 6);
+        int rc = anylock_release(l) == ANYLOCK_OK ? 0 : 6;
+        anylock_lock_free(l);
+        anylock_close(c);
+        _exit(rc);
     }
     close(in[0]);
     close(out[1]);
@@ -1151,7 +1153,11 @@ START_TEST(t_fork)
         char x;
         while (read(go[0], &x, 1) > 0)
             ;
-        _exit(rc);
+        /* Report by exec: what the child inherited stays the parent's (the
+         * core frees no backend state in a child), and under valgrind an
+         * exec ends the image without calling that a leak. */
+        execlp("sh", "sh", "-c", rc ? "exit 1" : "exit 0", (char *)NULL);
+        _exit(2);
     }
     close(go[0]);
     /* Release in the parent frees it at once, the child's copy
@@ -1389,7 +1395,6 @@ static int sem_child(int index, void *arg)
 START_TEST(t_semaphore)
 {
     snprintf(sem_url, sizeof sem_url, "%s", url_of("sem", NULL));
-    anylock_client *c = open_ok(sem_url);
     unsigned ns[] = {1, 3};
     for (int k = 0; k < 2; k++) {
         sem_permits = ns[k];
@@ -1400,6 +1405,7 @@ START_TEST(t_semaphore)
         test_shared_free(ar, sizeof *ar);
     }
     /* Mixed modes on one name. */
+    anylock_client *c = open_ok(sem_url);
     anylock_lock *a = lock_of(c, "pool"), *b = lock_of(c, "pool"), *p = lock_of(c, "pool");
     ck_status(anylock_lock_set_permits(a, 2), ANYLOCK_OK);
     ck_status(anylock_lock_set_permits(b, 3), ANYLOCK_OK);
