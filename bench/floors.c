@@ -13,17 +13,23 @@
  *                 so it is no round trip at all.
  *   sqlite://     one empty write transaction (BEGIN IMMEDIATE; COMMIT) on the
  *                 same file, in WAL mode with the backend's pragmas
+ *   file://       flock(2) itself: LOCK_EX and LOCK_UN in turn on a descriptor
+ *                 kept open on a file of its own in the same directory (a
+ *                 floor pair is one flock(2) lock and unlock)
  *
  * The URL is parsed here with a small parser of its own because the core's
  * parser is internal to the library; only the parts a floor needs are read.
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #ifdef ANYLOCK_WITH_REDIS
@@ -38,12 +44,14 @@
 
 #include "bench.h"
 
-typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE } floor_kind;
+typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE, FLOOR_FILE } floor_kind;
 
 struct bench_floor {
     floor_kind kind;
     char command[64];
     pthread_mutex_t mu;
+    int fd;     /* file:// */
+    int locked; /* file://: the next round trip unlocks */
 #ifdef ANYLOCK_WITH_REDIS
     redisContext *redis;
 #endif
@@ -321,6 +329,33 @@ static int sqlite_round_trip(bench_floor *f, char *err, size_t errsize)
 }
 #endif
 
+/* file:///dir: a file of the floor's own in dir (mkdir -p'd by the
+ * backend when anylock opens it; made here too, for a floor run first). */
+static int file_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", u->path);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/.bench-floor", u->path);
+    f->fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (f->fd < 0) {
+        snprintf(err, errsize, "file floor: cannot open %s", path);
+        return -1;
+    }
+    snprintf(f->command, sizeof f->command, "flock(2) LOCK_EX / LOCK_UN");
+    return 0;
+}
+
+static int file_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    if (flock(f->fd, f->locked ? LOCK_UN : LOCK_EX) != 0) {
+        snprintf(err, errsize, "file floor: flock failed");
+        return -1;
+    }
+    f->locked = !f->locked;
+    return 0;
+}
+
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
 {
     floor_url u;
@@ -356,6 +391,10 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
         rc = sqlite_open(f, &u, err, errsize);
     }
 #endif
+    else if (!strcasecmp(u.scheme, "file")) {
+        f->kind = FLOOR_FILE;
+        rc = file_open(f, &u, err, errsize);
+    }
     else {
         snprintf(err, errsize, "no floor for %s:// in this build", u.scheme);
         free(f);
@@ -392,6 +431,8 @@ int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
     case FLOOR_SQLITE:
         return sqlite_round_trip(f, err, errsize);
 #endif
+    case FLOOR_FILE:
+        return file_round_trip(f, err, errsize);
     default:
         snprintf(err, errsize, "no floor");
         return -1;
@@ -418,6 +459,10 @@ void bench_floor_close(bench_floor *f)
             memcached_free(f->mc);
         break;
 #endif
+    case FLOOR_FILE:
+        if (f->fd >= 0)
+            close(f->fd);
+        break;
 #ifdef ANYLOCK_WITH_SQLITE
     case FLOOR_SQLITE:
         sqlite3_finalize(f->begin);
