@@ -36,6 +36,18 @@ static const builtin table[] = {
 #else
     {"sqlite", NULL},
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    {"postgres", &anylock__postgres_backend},
+    {"postgresql", &anylock__postgres_backend},
+#else
+    {"postgres", NULL},
+    {"postgresql", NULL},
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+    {"etcd", &anylock__etcd_backend},
+#else
+    {"etcd", NULL},
+#endif
     /* file:// needs no library, so it is always built, as memory:// is; it
      * needs Linux (flock with OFD locks and inotify). */
 #ifdef __linux__

@@ -12,6 +12,8 @@ extern const anylock_backend anylock__faults_backend;
 extern const anylock_backend anylock__redis_backend;
 extern const anylock_backend anylock__memcached_backend;
 extern const anylock_backend anylock__sqlite_backend;
+extern const anylock_backend anylock__postgres_backend;
+extern const anylock_backend anylock__etcd_backend;
 extern const anylock_backend anylock__file_backend;
 
 /* How file:// judges a filesystem by its statfs(2) f_type (name: the

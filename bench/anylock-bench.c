@@ -253,7 +253,7 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
     row_pair("  acquire+release pairs/s", rs, n, offsetof(bench_result, pairs_per_s), 0, 0);
     row_pair("  pair latency p50 / p99 (us)", rs, n, offsetof(bench_result, pair_us_p50),
              offsetof(bench_result, pair_us_p99), 2);
-    row_pair("  floor pairs/s (2 round trips)", rs, n, offsetof(bench_result, floor_pairs_per_s), 0, 0);
+    row_pair("  floor pairs/s (2 round trips; etcd 3)", rs, n, offsetof(bench_result, floor_pairs_per_s), 0, 0);
     row_pair("  floor pair p50 / p99 (us)", rs, n, offsetof(bench_result, floor_pair_us_p50),
              offsetof(bench_result, floor_pair_us_p99), 2);
     row_pair("  floor round trip p50 (us)", rs, n, offsetof(bench_result, floor_round_trip_us_p50), 0, 2);

@@ -55,8 +55,9 @@ void bench_sleep_ns(int64_t ns);
  * A floor is the cheapest round trip a store offers, made with the store's own
  * client library on a connection of its own to the same server (or file):
  * redis PING, a memcached get of a missing key, an empty write transaction
- * on the same SQLite file with the same settings, an uncontended mutex
- * lock/unlock for memory://.
+ * on the same SQLite file with the same settings, a range of a missing key
+ * on the first etcd member of the URL, an uncontended mutex lock/unlock for
+ * memory://.
  */
 typedef struct bench_floor bench_floor;
 
@@ -65,6 +66,10 @@ typedef struct bench_floor bench_floor;
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize);
 /* What one floor round trip is ("PING"). */
 const char *bench_floor_command(const bench_floor *f);
+/* How many floor round trips make the floor of one acquire+release pair:
+ * as many as the backend's own pair takes (2; 3 for etcd: lease grant,
+ * transaction, lease revoke). */
+int bench_floor_trips_per_pair(const bench_floor *f);
 /* One round trip; 0 on success, -1 with a message in err. */
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
 void bench_floor_close(bench_floor *f);

@@ -16,6 +16,13 @@
  *   file://       flock(2) itself: LOCK_EX and LOCK_UN in turn on a descriptor
  *                 kept open on a file of its own in the same directory (a
  *                 floor pair is one flock(2) lock and unlock)
+ *   postgres://   SELECT 1 on a libpq connection to the same server, in the
+ *                 extended protocol the backend uses (each of its acquire and
+ *                 release is one such round trip)
+ *   etcd://       a range of a missing key (linearizable, as etcd's reads
+ *                 are by default) through the JSON gateway of the first
+ *                 member of the URL, with libcurl on a kept-alive
+ *                 connection and the same headers the backend sends
  *
  * The URL is parsed here with a small parser of its own because the core's
  * parser is internal to the library; only the parts a floor needs are read.
@@ -41,10 +48,17 @@
 #ifdef ANYLOCK_WITH_SQLITE
 #include <sqlite3.h>
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+#include <libpq-fe.h>
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+#include <curl/curl.h>
+#endif
 
 #include "bench.h"
 
-typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE, FLOOR_FILE } floor_kind;
+typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE, FLOOR_POSTGRES, FLOOR_ETCD,
+                          FLOOR_FILE } floor_kind;
 
 struct bench_floor {
     floor_kind kind;
@@ -62,6 +76,14 @@ struct bench_floor {
 #ifdef ANYLOCK_WITH_SQLITE
     sqlite3 *db;
     sqlite3_stmt *begin, *commit;
+#endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    PGconn *pg;
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+    CURL *curl;
+    struct curl_slist *headers;
+    char etcd_body[128];
 #endif
 };
 
@@ -329,8 +351,117 @@ static int sqlite_round_trip(bench_floor *f, char *err, size_t errsize)
 }
 #endif
 
-/* file:///dir: a file of the floor's own in dir (mkdir -p'd by the
- * backend when anylock opens it; made here too, for a floor run first). */
+#ifdef ANYLOCK_WITH_POSTGRES
+/* libpq takes the URL as it is, less the query parameters that are
+ * anylock's own. */
+static int postgres_open(bench_floor *f, const char *url, char *err, size_t errsize)
+{
+    static const char *const ours[] = {"prefix", "timeout", "expires", "command_timeout", "connect_timeout",
+                                       "table", "schema", "key_bits", NULL};
+    char conninfo[4096];
+    const char *q = strchr(url, '?');
+    size_t base = q ? (size_t)(q - url) : strlen(url);
+    if (base >= sizeof conninfo) {
+        snprintf(err, errsize, "postgres floor: URL too long");
+        return -1;
+    }
+    memcpy(conninfo, url, base);
+    size_t o = base;
+    conninfo[o] = '\0';
+    for (const char *p = q ? q + 1 : NULL; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        size_t nlen = strcspn(p, "=&");
+        if (nlen > len)
+            nlen = len;
+        int mine = 0;
+        for (int i = 0; ours[i]; i++)
+            mine |= strlen(ours[i]) == nlen && !strncmp(ours[i], p, nlen);
+        if (!mine && o + len + 2 < sizeof conninfo) {
+            conninfo[o] = o == base ? '?' : '&';
+            o++;
+            memcpy(conninfo + o, p, len);
+            o += len;
+            conninfo[o] = '\0';
+        }
+        p += len + (amp ? 1 : 0);
+    }
+    f->pg = PQconnectdb(conninfo);
+    if (!f->pg || PQstatus(f->pg) != CONNECTION_OK) {
+        snprintf(err, errsize, "postgres floor: cannot connect: %s", f->pg ? PQerrorMessage(f->pg) : "out of memory");
+        return -1;
+    }
+    snprintf(f->command, sizeof f->command, "SELECT 1");
+    return 0;
+}
+
+static int postgres_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    PGresult *r = PQexecParams(f->pg, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0);
+    int ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        snprintf(err, errsize, "postgres floor: SELECT 1: %s", PQerrorMessage(f->pg));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+#endif
+
+#ifdef ANYLOCK_WITH_ETCD
+static size_t etcd_sink(char *data, size_t size, size_t n, void *ud)
+{
+    (void)data;
+    (void)ud;
+    return size * n;
+}
+
+static int etcd_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
+{
+    if (u->user[0]) {
+        snprintf(err, errsize, "etcd floor: URLs with a user are not measured");
+        return -1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    f->curl = curl_easy_init();
+    const char *hs[] = {"Content-Type: application/json", "Expect:", "Grpc-Metadata-hasleader: true"};
+    for (size_t i = 0; i < sizeof hs / sizeof *hs; i++)
+        f->headers = curl_slist_append(f->headers, hs[i]);
+    if (!f->curl || !f->headers) {
+        snprintf(err, errsize, "etcd floor: out of memory");
+        return -1;
+    }
+    char url[512];
+    int v6 = strchr(u->host, ':') != NULL;
+    snprintf(url, sizeof url, "http://%s%s%s:%d/v3/kv/range", v6 ? "[" : "", u->host[0] ? u->host : "127.0.0.1",
+             v6 ? "]" : "", u->port ? u->port : 2379);
+    /* base64 of "anylock-bench-floor-missing" */
+    snprintf(f->etcd_body, sizeof f->etcd_body, "{\"key\":\"YW55bG9jay1iZW5jaC1mbG9vci1taXNzaW5n\"}");
+    curl_easy_setopt(f->curl, CURLOPT_URL, url);
+    curl_easy_setopt(f->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(f->curl, CURLOPT_TCP_NODELAY, 1L);
+    curl_easy_setopt(f->curl, CURLOPT_PROXY, "");
+    curl_easy_setopt(f->curl, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(f->curl, CURLOPT_POSTFIELDS, f->etcd_body);
+    curl_easy_setopt(f->curl, CURLOPT_WRITEFUNCTION, etcd_sink);
+    curl_easy_setopt(f->curl, CURLOPT_TIMEOUT_MS, 5000L);
+    snprintf(f->command, sizeof f->command, "kv/range of a missing key");
+    return 0;
+}
+
+static int etcd_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    CURLcode rc = curl_easy_perform(f->curl);
+    long http = 0;
+    curl_easy_getinfo(f->curl, CURLINFO_RESPONSE_CODE, &http);
+    if (rc != CURLE_OK || http != 200) {
+        snprintf(err, errsize, "etcd floor: range: %s (HTTP %ld)", curl_easy_strerror(rc), http);
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+/* file:///dir: a file of the floor's own in dir (made by the backend when
+ * anylock opens it; made here too, for a floor opened first). */
 static int file_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
 {
     char path[4200];
@@ -391,6 +522,18 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
         rc = sqlite_open(f, &u, err, errsize);
     }
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    else if (!strcasecmp(u.scheme, "postgres") || !strcasecmp(u.scheme, "postgresql")) {
+        f->kind = FLOOR_POSTGRES;
+        rc = postgres_open(f, url, err, errsize);
+    }
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+    else if (!strcasecmp(u.scheme, "etcd")) {
+        f->kind = FLOOR_ETCD;
+        rc = etcd_open(f, &u, err, errsize);
+    }
+#endif
     else if (!strcasecmp(u.scheme, "file")) {
         f->kind = FLOOR_FILE;
         rc = file_open(f, &u, err, errsize);
@@ -412,6 +555,11 @@ const char *bench_floor_command(const bench_floor *f)
     return f->command;
 }
 
+int bench_floor_trips_per_pair(const bench_floor *f)
+{
+    return f->kind == FLOOR_ETCD ? 3 : 2;
+}
+
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
 {
     switch (f->kind) {
@@ -430,6 +578,14 @@ int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
 #ifdef ANYLOCK_WITH_SQLITE
     case FLOOR_SQLITE:
         return sqlite_round_trip(f, err, errsize);
+#endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    case FLOOR_POSTGRES:
+        return postgres_round_trip(f, err, errsize);
+#endif
+#ifdef ANYLOCK_WITH_ETCD
+    case FLOOR_ETCD:
+        return etcd_round_trip(f, err, errsize);
 #endif
     case FLOOR_FILE:
         return file_round_trip(f, err, errsize);
@@ -459,10 +615,13 @@ void bench_floor_close(bench_floor *f)
             memcached_free(f->mc);
         break;
 #endif
-    case FLOOR_FILE:
-        if (f->fd >= 0)
-            close(f->fd);
+#ifdef ANYLOCK_WITH_ETCD
+    case FLOOR_ETCD:
+        if (f->curl)
+            curl_easy_cleanup(f->curl);
+        curl_slist_free_all(f->headers);
         break;
+#endif
 #ifdef ANYLOCK_WITH_SQLITE
     case FLOOR_SQLITE:
         sqlite3_finalize(f->begin);
@@ -471,6 +630,15 @@ void bench_floor_close(bench_floor *f)
             sqlite3_close(f->db);
         break;
 #endif
+#ifdef ANYLOCK_WITH_POSTGRES
+    case FLOOR_POSTGRES:
+        PQfinish(f->pg);
+        break;
+#endif
+    case FLOOR_FILE:
+        if (f->fd >= 0)
+            close(f->fd);
+        break;
     default:
         break;
     }

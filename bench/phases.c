@@ -273,20 +273,24 @@ static void progress(const bench_options *o, const char *fmt, ...)
 static int floor_block(bench_floor *f, int n, bench_samples *pair, bench_samples *rt, double *busy_s, char *err,
                        size_t errsize)
 {
+    int trips = bench_floor_trips_per_pair(f);
     for (int i = 0; i < n; i++) {
-        int64_t t0 = bench_now_ns();
-        if (bench_floor_round_trip(f, err, errsize) != 0)
-            return -1;
-        int64_t t1 = bench_now_ns();
-        if (bench_floor_round_trip(f, err, errsize) != 0)
-            return -1;
-        int64_t t2 = bench_now_ns();
-        if (pair && (bench_samples_add(pair, (double)(t2 - t0) / 1e3) || bench_samples_add(rt, (double)(t1 - t0) / 1e3) ||
-                     bench_samples_add(rt, (double)(t2 - t1) / 1e3))) {
+        int64_t t0 = bench_now_ns(), prev = t0;
+        for (int k = 0; k < trips; k++) {
+            if (bench_floor_round_trip(f, err, errsize) != 0)
+                return -1;
+            int64_t t = bench_now_ns();
+            if (rt && bench_samples_add(rt, (double)(t - prev) / 1e3)) {
+                snprintf(err, errsize, "out of memory");
+                return -1;
+            }
+            prev = t;
+        }
+        if (pair && bench_samples_add(pair, (double)(prev - t0) / 1e3)) {
             snprintf(err, errsize, "out of memory");
             return -1;
         }
-        *busy_s += (double)(t2 - t0) / 1e9;
+        *busy_s += (double)(prev - t0) / 1e9;
     }
     return 0;
 }

@@ -39,11 +39,20 @@ int anylock__in_callback(const anylock_client *c, const anylock_lock *lock)
 
 /* ---- timing ----------------------------------------------------------- */
 
-/* How long before its end a lease is renewed: a third of it, and at least
- * the store's expiry resolution, but never sooner than a third into it. */
+/* A renewal leaves at least this much of the lease: the time a loaded
+ * machine may take to run the renewal thread and the store's answer. */
+#define RENEW_MARGIN_MIN_MS 250
+
+/* When a lease is renewed, counted from its start: with a third of it left,
+ * and at least the store's expiry resolution and RENEW_MARGIN_MIN_MS left,
+ * but never sooner than a third into it (short leases renew every third). */
 static int64_t renew_offset_ms(int64_t lease_ms, int64_t resolution_ms)
 {
-    int64_t margin = lease_ms / 3 > resolution_ms ? lease_ms / 3 : resolution_ms;
+    int64_t margin = lease_ms / 3;
+    if (margin < resolution_ms)
+        margin = resolution_ms;
+    if (margin < RENEW_MARGIN_MIN_MS)
+        margin = RENEW_MARGIN_MIN_MS;
     int64_t at = lease_ms - margin;
     return at > lease_ms / 3 ? at : lease_ms / 3;
 }

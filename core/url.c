@@ -281,7 +281,9 @@ static anylock_status parse_query(anylock__url *u, arena *a, const char *text, s
  *     follows the first ':' is a password;
  *   - a query value that percent-decodes to text holding "://" is redacted
  *     the same way, decoded, and put back percent-encoded if that hid
- *     anything (so an encoded nested URL's password is hidden too).
+ *     anything (so an encoded nested URL's password is hidden too);
+ *   - the value of a query parameter whose name ends in "password" (any
+ *     case: libpq's password and sslpassword) is a password.
  */
 
 typedef struct sbuf {
@@ -402,6 +404,19 @@ static void pct_encode(sbuf *b, const char *s, size_t n)
 
 static void redact_into(sbuf *b, const char *text, size_t n, int depth);
 
+/* Whether a query parameter name (name[0..n)) holds a password. */
+static int secret_param(const char *name, size_t n)
+{
+    static const char tail[] = "password";
+    size_t t = sizeof tail - 1;
+    if (n < t)
+        return 0;
+    for (size_t i = 0; i < t; i++)
+        if (tolower((unsigned char)name[n - t + i]) != tail[i])
+            return 0;
+    return 1;
+}
+
 /* Copies one query value, redacting a percent-encoded nested URL. */
 static void redact_value(sbuf *b, const char *v, size_t n, int depth)
 {
@@ -439,7 +454,10 @@ static void redact_into(sbuf *b, const char *text, size_t n, int depth)
         const char *eq = memchr(from, '=', (size_t)(to - from));
         const char *vs = eq ? eq + 1 : to;
         sb_add(&q, from, (size_t)(vs - from));
-        redact_value(&q, vs, (size_t)(to - vs), depth);
+        if (eq && to > vs && secret_param(from, (size_t)(eq - from)))
+            sb_add(&q, "***", 3);
+        else
+            redact_value(&q, vs, (size_t)(to - vs), depth);
         if (!amp)
             break;
         sb_add(&q, "&", 1);
@@ -545,6 +563,25 @@ static void scrub_in(char *msg, const char *text, size_t n, int depth)
             hide(msg, forms[f], lens[f]);
         }
         free(dec.p);
+    }
+    /* Password query parameters, raw and decoded. */
+    const char *qm = memchr(text, '?', n);
+    for (const char *from = qm ? qm + 1 : end; from < end;) {
+        const char *amp = memchr(from, '&', (size_t)(end - from));
+        const char *to = amp ? amp : end;
+        const char *eq = memchr(from, '=', (size_t)(to - from));
+        if (eq && secret_param(from, (size_t)(eq - from))) {
+            const char *pw = eq + 1;
+            size_t pwlen = (size_t)(to - pw);
+            sbuf dec = {0};
+            pct_decode(&dec, pw, pwlen);
+            if (pwlen >= 2)
+                hide(msg, pw, pwlen);
+            if (dec.p && dec.n >= 2)
+                hide(msg, dec.p, dec.n);
+            free(dec.p);
+        }
+        from = amp ? amp + 1 : end;
     }
     /* Encoded nested URLs: their decoded text holds the secrets. */
     if (depth < 4 && memchr(text, '%', n)) {

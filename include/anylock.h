@@ -434,7 +434,8 @@ ANYLOCK_EXPORT anylock_status anylock_lock_set_id(anylock_lock *lock, const char
 /* Auto-renewal: while held, the client's renewal threads extend the lock to
  * its expiry (the last one given to anylock_extend, else the lock's) before
  * it runs out: after two thirds of it, and at least the store's expiry
- * resolution before its end.  On session-bound stores a lock without expiry
+ * resolution and a quarter of a second before its end (a lease shorter than
+ * that is renewed every third of it).  On session-bound stores a lock without expiry
  * needs no renewal (its session is kept alive) and auto-renewal is then
  * allowed and does nothing. */
 ANYLOCK_EXPORT anylock_status anylock_lock_set_auto_renewal(anylock_lock *lock, int on);

@@ -15,13 +15,13 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-plain}
 jobs=$(nproc 2>/dev/null || echo 2)
-with=${ANYLOCK_CONFIGURE_FLAGS:---with-redis --with-memcached --with-sqlite}
+with=${ANYLOCK_CONFIGURE_FLAGS:---with-redis --with-memcached --with-sqlite --with-postgres --with-etcd}
 
 # The programs a mode runs, when it runs a subset (those not built in this
 # configuration are dropped).  TSan runs the programs that start threads;
 # valgrind runs the core and the in-process backends (redis and memcached
 # add nothing memcheck would see that ASan does not, at many times the cost).
-tsan_tests="tests/test_api tests/test_memory tests/test_backends tests/test_faults tests/test_reliability tests/test_sqlite tests/test_redis tests/test_memcached tests/test_composite tests/test_file"
+tsan_tests="tests/test_api tests/test_memory tests/test_backends tests/test_faults tests/test_reliability tests/test_sqlite tests/test_redis tests/test_memcached tests/test_postgres tests/test_etcd tests/test_composite tests/test_file"
 valgrind_tests="tests/test_url tests/test_api tests/test_memory tests/test_open tests/test_backends tests/test_faults tests/test_sqlite tests/test_file"
 only=""
 

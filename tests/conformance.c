@@ -667,7 +667,7 @@ static int contend_process(int index, void *p)
         anylock_close(c);
         return 1;
     }
-    int rc = contend(c, p, PROCESS_ITERATIONS);
+    int rc = contend(c, p, cfg->process_iterations ? cfg->process_iterations : PROCESS_ITERATIONS);
     anylock_close(c);
     return rc;
 }
@@ -682,7 +682,7 @@ START_TEST(t_processes_contention)
     ck_assert_int_eq(failed, 0);
     ck_assert_int_eq(atomic_load(&ar->failures), 0);
     ck_assert_int_eq(atomic_load(&ar->overlaps), 0);
-    ck_assert_int_eq(ar->counter, cfg->processes * PROCESS_ITERATIONS);
+    ck_assert_int_eq(ar->counter, cfg->processes * (cfg->process_iterations ? cfg->process_iterations : PROCESS_ITERATIONS));
     check_tokens(ar);
     test_shared_free(ar, sizeof *ar);
 }
@@ -1034,6 +1034,110 @@ START_TEST(t_callback_calls_library)
 }
 END_TEST
 
+/* ---- fencing tokens: what they are for ---- */
+
+/* A resource that refuses writes with a token lower than the highest it has
+ * seen, as docs/guarantees.md describes: what a lock alone cannot do
+ * against a holder that was paused past its lease. */
+typedef struct fenced_resource {
+    pthread_mutex_t mu; /* process-shared */
+    uint64_t highest;
+    int accepted, refused;
+} fenced_resource;
+
+static int fenced_write(fenced_resource *r, uint64_t token)
+{
+    pthread_mutex_lock(&r->mu);
+    int ok = token >= r->highest;
+    if (ok) {
+        r->highest = token;
+        r->accepted++;
+    } else {
+        r->refused++;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+static char fence_url[1024];
+
+/* The paused holder: takes the lock, says its token, and (once resumed
+ * after its lease passed) writes with it. */
+static int paused_holder(fenced_resource *r, int to_parent, int from_parent)
+{
+    anylock_client *c = NULL;
+    if (anylock_open(fence_url, &c) != ANYLOCK_OK)
+        return 1;
+    anylock_lock *l = NULL;
+    if (anylock_lock_new(c, "fenced", &l) != ANYLOCK_OK)
+        return 1;
+    anylock_lock_set_expires(l, cfg->expiry);
+    uint64_t token = 0;
+    if (anylock_acquire(l) != ANYLOCK_OK || anylock_lock_token(l, &token) != ANYLOCK_OK)
+        return 1;
+    if (write(to_parent, &token, sizeof token) != (ssize_t)sizeof token)
+        return 1;
+    char go;
+    if (read(from_parent, &go, 1) != 1)
+        return 1;
+    /* It believes it still holds the lock: it acts on the resource. */
+    int accepted = fenced_write(r, token);
+    return accepted ? 2 : 0; /* 0: refused, as it must be */
+}
+
+START_TEST(t_fencing)
+{
+    fenced_resource *r = test_shared_alloc(sizeof *r);
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+    pthread_mutex_init(&r->mu, &ma);
+    pthread_mutexattr_destroy(&ma);
+    conformance_url(fence_url, sizeof fence_url, "fence");
+    int up[2], down[2];
+    ck_assert_int_eq(pipe(up), 0);
+    ck_assert_int_eq(pipe(down), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(up[0]);
+        close(down[1]);
+        _exit(paused_holder(r, up[1], down[0]));
+    }
+    close(up[1]);
+    close(down[0]);
+    uint64_t old = 0;
+    ck_assert_int_eq(read(up[0], &old, sizeof old), (ssize_t)sizeof old);
+    /* The holder is paused (a GC pause, a suspended VM) past its lease. */
+    kill(pid, SIGSTOP);
+    anylock_client *c = client_for("fence");
+    anylock_lock *l = lock_for(c, "fenced");
+    ck_status(anylock_lock_set_expires(l, 30), ANYLOCK_OK);
+    ck_status(anylock_lock_set_timeout(l, cfg->expiry + cfg->slack + 10), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    uint64_t fresh = 0;
+    ck_status(anylock_lock_token(l, &fresh), ANYLOCK_OK);
+    ck_assert_msg(fresh > old, "the new holder's token %llu is not above the paused one's %llu",
+                  (unsigned long long)fresh, (unsigned long long)old);
+    ck_assert(fenced_write(r, fresh)); /* the new holder's write is taken */
+    kill(pid, SIGCONT);
+    char go = 'g';
+    ck_assert_int_eq(write(down[1], &go, 1), 1);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "the paused holder's late write was %s", WEXITSTATUS(status) == 2 ? "accepted" : "not tried");
+    ck_assert_int_eq(r->accepted, 1);
+    ck_assert_int_eq(r->refused, 1);
+    close(up[0]);
+    close(down[1]);
+    anylock_lock_free(l);
+    anylock_close(c);
+    pthread_mutex_destroy(&r->mu);
+    test_shared_free(r, sizeof *r);
+}
+END_TEST
+
 /* ---- assembly ---- */
 
 void conformance_add(Suite *s, const char *name, const TTest *test, int applies, const char *why_not)
@@ -1101,6 +1205,11 @@ Suite *conformance_suite(const conformance_config *config)
     add(s, "extend_kept_by_renewal", t_extend_kept_by_renewal, cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND),
         "no extend");
     add(s, "fork", t_fork, 1, NULL);
+    /* (A paused holder of a session-bound store keeps its session, and so
+     * its lock: there the test would wait for it.) */
+    add(s, "fencing", t_fencing,
+        cfg->excludes && cfg->cross_process && (f & ANYLOCK_FEATURE_TOKEN) && !(f & ANYLOCK_FEATURE_SESSION),
+        "no tokens, a session-bound store, or locks do not cross processes");
     if (cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND) && (f & ANYLOCK_FEATURE_RESET)) {
         TCase *tc = tcase_create("callback_calls_library");
         tcase_set_timeout(tc, 300);

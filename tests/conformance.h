@@ -27,6 +27,7 @@ typedef struct conformance_config {
     double wake_within;  /* a waiter wakes this soon after a release (seconds; 0: 1 s); the URL
                             must make the store's own fallback poll (if any) much slower, so that
                             a broken wake-up fails the test */
+    int process_iterations; /* acquisitions per process in the processes contention test (0: 20) */
 } conformance_config;
 
 /* The suite for cfg (copied; under $ANYLOCK_TEST_TIME_SCALE its expiry,

@@ -15,21 +15,30 @@
 #include <sys/types.h>
 
 typedef struct test_server {
-    char kind[16];    /* "redis" or "memcached" */
+    char kind[16];    /* "redis", "memcached" or "postgres" */
     pid_t pid;        /* 0 when stopped */
     int port;
     char dir[256];    /* its temporary directory */
     char url[512];    /* e.g. redis://127.0.0.1:PORT */
     char extra[256];  /* extra arguments, space-separated, kept for restarts */
+    /* etcd members: the peer port and the cluster's --initial-cluster. */
+    int peer_port;
+    char cluster[400];
 } test_server;
 
-/* Starts a server of kind ("redis" or "memcached") with optional extra
- * arguments (space-separated, may be NULL).  Returns 0 once it accepts
- * connections; -1 with a message on stderr otherwise. */
+/* Starts a server of kind ("redis", "memcached" or "postgres") with optional
+ * extra arguments (space-separated, may be NULL; "-c name=value" for
+ * postgres).  Returns 0 once it accepts connections (for postgres, once the
+ * postmaster says it is ready); -1 with a message on stderr otherwise.
+ * postgres: a fresh cluster made by initdb in the server's directory (as
+ * the "postgres" user when running as root), url
+ * postgres://postgres@127.0.0.1:PORT/postgres, trust authentication. */
 int test_server_start(test_server *s, const char *kind, const char *extra_args);
-/* Stops it (SIGTERM, then SIGKILL after 5 s) and waits for it. */
+/* Stops it (SIGTERM, for postgres SIGINT, then SIGKILL after 5 s), waits
+ * for it and removes its directory. */
 void test_server_stop(test_server *s);
-/* Stops it abruptly (SIGKILL). */
+/* Stops it abruptly (SIGKILL; for postgres SIGQUIT, the immediate
+ * shutdown, which ends every session at once). */
 void test_server_kill(test_server *s);
 /* Starts it again on the same port (after stop or kill). */
 int test_server_restart(test_server *s);
@@ -58,5 +67,40 @@ void test_shared_free(void *p, size_t size);
  * value; waits for all (up to timeout seconds, then kills them).  Returns
  * the number of children that failed (non-zero exit or killed). */
 int test_fork_n(int n, int (*fn)(int index, void *arg), void *arg, double timeout);
+
+/*
+ * A real etcd cluster of 1 to TEST_ETCD_MAX members on free loopback ports
+ * (client and peer URLs on 127.0.0.1), each in a temporary directory (on
+ * /dev/shm when there is one: etcd syncs its log on every write), started
+ * with a 100 ms heartbeat and a 1 s election timeout (so the smallest lease
+ * TTL is 2 s and a lost leader is replaced within about 2 s).  Members
+ * started inside a Check test die with the test's process (PDEATHSIG), so
+ * a test that kills and restarts members starts a cluster of its own.
+ */
+#define TEST_ETCD_MAX 3
+
+typedef struct test_etcd {
+    int n;
+    test_server m[TEST_ETCD_MAX];
+    char url[512];       /* etcd://127.0.0.1:C1,127.0.0.1:C2,... */
+    char endpoints[512]; /* 127.0.0.1:C1,... (etcdctl --endpoints) */
+} test_etcd;
+
+/* Starts n members and waits until they agree on a leader; 0 on success. */
+int test_etcd_start(test_etcd *c, int n);
+void test_etcd_stop(test_etcd *c);
+/* SIGKILLs member i. */
+void test_etcd_kill(test_etcd *c, int i);
+/* Starts member i again (same ports and data) and waits for a leader. */
+int test_etcd_restart(test_etcd *c, int i);
+/* SIGSTOP (on = 1) or SIGCONT (on = 0) member i. */
+void test_etcd_pause(test_etcd *c, int i, int on);
+/* The index of the member that is leader, as the running members agree,
+ * waiting up to timeout seconds; -1 if none. */
+int test_etcd_leader(test_etcd *c, double timeout);
+
+/* POSTs body to http://127.0.0.1:port/path (HTTP/1.0); the answer's body
+ * into out (NUL-terminated).  Returns the HTTP status, or -1. */
+int test_http_post(int port, const char *path, const char *body, char *out, size_t size, double timeout);
 
 #endif

@@ -47,6 +47,9 @@ static const good_case good[] = {
     {"redis://h?flag", "redis", NULL, NULL, 1, "h", 0, NULL, 0, "", NULL, NULL, NULL, "flag", "",
      "redis://h?flag"},
     {"open://", "open", NULL, NULL, 0, NULL, 0, NULL, 0, "", NULL, NULL, NULL, NULL, NULL, "open://"},
+    /* libpq's password parameters are passwords too. */
+    {"postgres://h/db?password=s%3Dcr3t&sslpassword=k3y&SSLPassword=&x=1", "postgres", NULL, NULL, 1, "h", 0, NULL,
+     0, "/db", NULL, NULL, NULL, "password", "s=cr3t", "postgres://h/db?password=***&sslpassword=***&SSLPassword=&x=1"},
     {"x+y.z-w://h", "x+y.z-w", NULL, NULL, 1, "h", 0, NULL, 0, "", NULL, NULL, NULL, NULL, NULL, "x+y.z-w://h"},
 };
 
@@ -184,6 +187,18 @@ START_TEST(t_password_never_in_messages)
 }
 END_TEST
 
+START_TEST(t_query_password_scrubbed)
+{
+    /* A message that repeats a password given as a query parameter (as
+     * libpq's URIs allow) loses it, raw and decoded. */
+    char msg[ANYLOCK_ERRMSG_MAX];
+    snprintf(msg, sizeof msg, "auth failed for Zq9Secret=Pw and Zq9Secret%%3DPw and k3yPass");
+    anylock__scrub(msg, "postgres://h/db?password=Zq9Secret%3DPw&sslpassword=k3yPass&user=u");
+    ck_assert_msg(!strstr(msg, "Zq9Secret") && !strstr(msg, "k3yPass"), "not scrubbed: %s", msg);
+    ck_assert_str_eq(msg, "auth failed for *** and *** and ***");
+}
+END_TEST
+
 /* Malformed URLs that each hold a password somewhere, through anylock_open
  * (so the client's message and its shown URL): neither ever shows it,
  * whatever the defect and wherever the password is (nested in a query
@@ -273,6 +288,7 @@ int main(void)
     tcase_add_loop_test(tc, t_good, 0, sizeof good / sizeof *good);
     tcase_add_loop_test(tc, t_bad, 0, sizeof bad / sizeof *bad);
     tcase_add_test(tc, t_password_never_in_messages);
+    tcase_add_test(tc, t_query_password_scrubbed);
     tcase_add_loop_test(tc, t_secret_corpus, 0, sizeof secret_corpus / sizeof *secret_corpus);
     tcase_add_test(tc, t_nested_redaction);
     suite_add_tcase(s, tc);

@@ -210,7 +210,7 @@ def test_on_lost_runs_on_the_callback_thread(client, name):
         lost.append((lock, error, threading.current_thread().name, lock.held))
         done.set()
 
-    a = anylock.Lock(client, name, expire=0.5, auto_renewal=True, on_lost=on_lost)
+    a = anylock.Lock(client, name, expire=2, auto_renewal=True, on_lost=on_lost)
     assert a.acquire()
     client.reset(name)  # the next renewal finds it gone
     assert done.wait(10), "on_lost was not called"
