@@ -1100,6 +1100,13 @@ FL_NO_ASAN static void *helper_main(void *arg)
     if (rc == 0 && h->how)
         rc = syscall(SYS_flock, h->lock_fd, h->how);
     int err = rc ? errno : 0;
+    /* Deferred first: the cancellation signal may arrive late (a sanitizer
+     * holds signals back, and the canceller's check and its signal are not
+     * one step), and glibc's handler unwinds whenever the type is
+     * asynchronous, whatever the state; a late one must not unwind this
+     * thread while it holds the mutex below.  Disabled then, so that no
+     * cancellation point acts either. */
+    pthread_setcanceltype(PTHREAD_CANCEL_DEFERRED, NULL);
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL);
     pthread_mutex_lock(&h->fc->mu);
     h->done = 1;
