@@ -49,6 +49,13 @@ static const builtin table[] = {
 #else
     {"etcd", NULL},
 #endif
+    /* file:// needs no library, so it is always built, as memory:// is; it
+     * needs Linux (flock with OFD locks and inotify). */
+#ifdef __linux__
+    {"file", &anylock__file_backend},
+#else
+    {"file", NULL},
+#endif
 };
 
 anylock_status anylock__builtins_init(void)

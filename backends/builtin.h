@@ -15,5 +15,11 @@ extern const anylock_backend anylock__memcached_backend;
 extern const anylock_backend anylock__sqlite_backend;
 extern const anylock_backend anylock__postgres_backend;
 extern const anylock_backend anylock__etcd_backend;
+extern const anylock_backend anylock__file_backend;
+
+/* How file:// judges a filesystem by its statfs(2) f_type (name: the
+ * filesystem's, for messages); tests call it to check the table. */
+enum { ANYLOCK__FS_LOCAL, ANYLOCK__FS_NETWORK, ANYLOCK__FS_FUSE };
+int anylock__file_fs_verdict(unsigned long f_type, const char **name);
 
 #endif

@@ -20,6 +20,9 @@
  *                 writes no WAL frame and so is no floor for a lock change.
  *                 Beside it, flock(2) on a file in the same directory: the
  *                 one-host lock a user could pick instead (bench_flock_*).
+ *   file://       flock(2) itself: LOCK_EX and LOCK_UN in turn on a descriptor
+ *                 kept open on a file of its own in the same directory (a
+ *                 floor pair is one flock(2) lock and unlock)
  *   postgres://   SELECT 1 on a libpq connection to the same server, in the
  *                 extended protocol the backend uses (each of its acquire and
  *                 release is one such round trip)
@@ -33,12 +36,15 @@
  */
 #include "config.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -64,13 +70,16 @@
 
 #include "bench.h"
 
-typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE, FLOOR_POSTGRES, FLOOR_ETCD } floor_kind;
+typedef enum floor_kind { FLOOR_MEMORY, FLOOR_REDIS, FLOOR_MEMCACHED, FLOOR_SQLITE, FLOOR_POSTGRES, FLOOR_ETCD,
+                          FLOOR_FILE } floor_kind;
 
 struct bench_floor {
     floor_kind kind;
     char command[64];
     double pair_round_trips; /* the fewest round trips of one acquire+release; NAN: not stated */
     pthread_mutex_t mu;
+    int fd;     /* file:// */
+    int locked; /* file://: the next round trip unlocks */
 #ifdef ANYLOCK_WITH_REDIS
     redisContext *redis;
 #endif
@@ -477,6 +486,33 @@ static int etcd_round_trip(bench_floor *f, char *err, size_t errsize)
 }
 #endif
 
+/* file:///dir: a file of the floor's own in dir (made by the backend when
+ * anylock opens it; made here too, for a floor opened first). */
+static int file_open(bench_floor *f, const floor_url *u, char *err, size_t errsize)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s", u->path);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/.bench-floor", u->path);
+    f->fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC, 0600);
+    if (f->fd < 0) {
+        snprintf(err, errsize, "file floor: cannot open %s", path);
+        return -1;
+    }
+    snprintf(f->command, sizeof f->command, "flock(2) LOCK_EX / LOCK_UN");
+    return 0;
+}
+
+static int file_round_trip(bench_floor *f, char *err, size_t errsize)
+{
+    if (flock(f->fd, f->locked ? LOCK_UN : LOCK_EX) != 0) {
+        snprintf(err, errsize, "file floor: flock failed");
+        return -1;
+    }
+    f->locked = !f->locked;
+    return 0;
+}
+
 bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
 {
     floor_url u;
@@ -525,6 +561,10 @@ bench_floor *bench_floor_open(const char *url, char *err, size_t errsize)
         rc = etcd_open(f, &u, err, errsize);
     }
 #endif
+    else if (!strcasecmp(u.scheme, "file")) {
+        f->kind = FLOOR_FILE;
+        rc = file_open(f, &u, err, errsize);
+    }
     else {
         snprintf(err, errsize, "no floor for %s:// in this build", u.scheme);
         free(f);
@@ -579,6 +619,8 @@ int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize)
     case FLOOR_ETCD:
         return etcd_round_trip(f, err, errsize);
 #endif
+    case FLOOR_FILE:
+        return file_round_trip(f, err, errsize);
     default:
         snprintf(err, errsize, "no floor");
         return -1;
@@ -626,6 +668,10 @@ void bench_floor_close(bench_floor *f)
         PQfinish(f->pg);
         break;
 #endif
+    case FLOOR_FILE:
+        if (f->fd >= 0)
+            close(f->fd);
+        break;
     default:
         break;
     }

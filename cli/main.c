@@ -273,8 +273,8 @@ static int parse_options(int argc, char **argv, int stop_at_operand, cli_options
             return -1;
         case 'V':
             printf("anylock %s (library %s)\nbackends:", ANYLOCK_VERSION_STRING, anylock_version());
-            static const char *const schemes[] = {"sqlite",   "redis",   "redis+unix", "memcached", "postgres",
-                                                  "etcd",     "migrate", "faults",     "memory",    "open"};
+            static const char *const schemes[] = {"sqlite", "file",    "redis",  "redis+unix", "memcached",
+                                                  "postgres", "etcd", "migrate", "faults", "memory",     "open"};
             for (size_t i = 0; i < sizeof schemes / sizeof *schemes; i++)
                 if (anylock_backend_available(schemes[i]))
                     printf(" %s", schemes[i]);

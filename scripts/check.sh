@@ -6,7 +6,7 @@
 #   scripts/check.sh            the normal build (-Wall -Wextra -Werror)
 #   scripts/check.sh asan       the same tests under AddressSanitizer + UBSan
 #   scripts/check.sh tsan       the threaded tests under ThreadSanitizer
-#   scripts/check.sh valgrind   the core, memory:// and sqlite:// tests under
+#   scripts/check.sh valgrind   the core, memory://, sqlite:// and file:// tests under
 #                               valgrind memcheck: zero errors, zero leaks
 #
 # Every backend is required: a missing library is an error, not a skip.
@@ -22,8 +22,8 @@ with=${ANYLOCK_CONFIGURE_FLAGS:---with-redis --with-memcached --with-sqlite --wi
 # configuration are dropped).  TSan runs the programs that start threads;
 # valgrind runs the core and the in-process backends (redis and memcached
 # add nothing memcheck would see that ASan does not, at many times the cost).
-tsan_tests="tests/test_api tests/test_memory tests/test_backends tests/test_faults tests/test_reliability tests/test_sqlite tests/test_redis tests/test_memcached tests/test_postgres tests/test_etcd tests/test_composite"
-valgrind_tests="tests/test_url tests/test_api tests/test_memory tests/test_open tests/test_backends tests/test_faults tests/test_sqlite"
+tsan_tests="tests/test_api tests/test_memory tests/test_backends tests/test_faults tests/test_reliability tests/test_sqlite tests/test_redis tests/test_memcached tests/test_postgres tests/test_etcd tests/test_composite tests/test_file"
+valgrind_tests="tests/test_url tests/test_api tests/test_memory tests/test_open tests/test_backends tests/test_faults tests/test_sqlite tests/test_file"
 only=""
 
 case "$mode" in
