@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # file:// through the command, against util-linux flock(1): what the issue
-# promises in so many words.  `anylock -u file://DIR run NAME cmd` and
+# promises in so many words.  `anylock --url file://DIR run NAME cmd` and
 # `flock DIR/NAME cmd` exclude each other, both ways; a SIGKILLed anylock's
 # lock is free at once; a reset terminates the holder's command; status
 # shows a flock(1) holder as held.  Every wait here is for an event (a line
@@ -50,7 +51,7 @@ order() { tr '\n' ' ' <"$1"; }
 
 # ---- anylock holds; flock(1) waits ----
 log=$tmp/log1
-"$A" -u "$U" run job sh -c "echo A-start >>'$log'; while [ ! -e '$tmp/go1' ]; do sleep 0.02; done; echo A-end >>'$log'" &
+"$A" --url "$U" run job sh -c "echo A-start >>'$log'; while [ ! -e '$tmp/go1' ]; do sleep 0.02; done; echo A-end >>'$log'" &
 a=$!; pids+=("$a")
 wait_for 10 grep -q A-start "$log" || fail "anylock never ran its command"
 [ -f "$D/job" ] || fail "no lock file $D/job"
@@ -68,12 +69,12 @@ log=$tmp/log2
 flock "$D/job" sh -c "echo F-start >>'$log'; while [ ! -e '$tmp/go2' ]; do sleep 0.02; done; echo F-end >>'$log'" &
 f=$!; pids+=("$f")
 wait_for 10 grep -q F-start "$log" || fail "flock(1) never ran its command"
-"$A" -u "$U" -w 0 run job true
+"$A" --url "$U" -w 0 run job true
 rc=$?
 [ "$rc" = 1 ] || fail "anylock -w 0 while flock(1) held the lock: exit $rc, wanted 1"
-"$A" -u "$U" status job >"$tmp/status" 2>&1
+"$A" --url "$U" status job >"$tmp/status" 2>&1
 grep -q "held by" "$tmp/status" || fail "status while flock(1) holds: $(cat "$tmp/status")"
-"$A" -u "$U" -w 30 run job sh -c "echo A >>'$log'" &
+"$A" --url "$U" -w 30 run job sh -c "echo A >>'$log'" &
 a=$!; pids+=("$a")
 touch "$tmp/go2"
 wait_pid 10 "$f" || fail "flock exited $?"
@@ -81,7 +82,7 @@ wait_pid 10 "$a" || fail "anylock run exited $?"
 [ "$(order "$log")" = "F-start F-end A " ] || fail "flock(1), then anylock: order $(order "$log")"
 
 # ---- a SIGKILLed anylock frees its lock at once ----
-"$A" -u "$U" run job sh -c "echo \$\$ >'$tmp/pid'; exec sleep 60" >/dev/null 2>&1 &
+"$A" --url "$U" run job sh -c "echo \$\$ >'$tmp/pid'; exec sleep 60" >/dev/null 2>&1 &
 a=$!; pids+=("$a")
 wait_for 10 test -s "$tmp/pid" || fail "the holder's command never started"
 kill -9 "$a"
@@ -90,10 +91,10 @@ wait "$a" 2>/dev/null
 flock -w 5 "$D/job" true || fail "flock(1) did not get the lock of a SIGKILLed anylock within 5 s"
 
 # ---- a reset: the holder's command is terminated ----
-"$A" -u "$U" run job sh -c "echo \$\$ >'$tmp/pid2'; exec sleep 60" >"$tmp/r.out" 2>"$tmp/r.err" &
+"$A" --url "$U" run job sh -c "echo \$\$ >'$tmp/pid2'; exec sleep 60" >"$tmp/r.out" 2>"$tmp/r.err" &
 a=$!; pids+=("$a")
 wait_for 10 test -s "$tmp/pid2" || fail "the victim's command never started"
-"$A" -u "$U" reset job >"$tmp/reset.out" 2>&1 || fail "reset exited $?: $(cat "$tmp/reset.out")"
+"$A" --url "$U" reset job >"$tmp/reset.out" 2>&1 || fail "reset exited $?: $(cat "$tmp/reset.out")"
 wait_pid 20 "$a"
 rc=$?
 [ "$rc" = 143 ] || fail "after a reset, anylock exited $rc, wanted 143 (its command terminated)"
