@@ -1056,6 +1056,66 @@ START_TEST(t_callback_calls_library)
 }
 END_TEST
 
+/* ---- the features table of docs/guarantees.md ---- */
+
+/* The scheme of the URL under test ("redis" of "redis://..."). */
+static void url_scheme(char *out, size_t size)
+{
+    size_t n = strcspn(cfg->url, ":");
+    snprintf(out, size, "%.*s", (int)n, cfg->url);
+}
+
+/* The built-in stores with a row of their own (migrate:// and faults:// take
+ * their stores' features; test programs register toy schemes). */
+static int has_features_row(void)
+{
+    static const char *const documented[] = {"sqlite", "file", "redis",  "redis+unix",
+                                             "memcached", "postgres", "etcd", "memory", "open"};
+    char scheme[64];
+    url_scheme(scheme, sizeof scheme);
+    for (size_t i = 0; i < sizeof documented / sizeof *documented; i++)
+        if (!strcmp(scheme, documented[i]))
+            return 1;
+    return 0;
+}
+
+START_TEST(t_features_documented)
+{
+    static const struct {
+        const char *column;
+        unsigned bit;
+    } cols[] = {
+        {"session", ANYLOCK_FEATURE_SESSION}, {"fair", ANYLOCK_FEATURE_FAIR},
+        {"token", ANYLOCK_FEATURE_TOKEN},     {"shared", ANYLOCK_FEATURE_SHARED},
+        {"semaphore", ANYLOCK_FEATURE_SEMAPHORE}, {"list", ANYLOCK_FEATURE_LIST},
+    };
+    const char *top = getenv("top_srcdir");
+    char path[4096], scheme[64], want[96];
+    snprintf(path, sizeof path, "%s/docs/guarantees.md", top && *top ? top : "..");
+    url_scheme(scheme, sizeof scheme);
+    snprintf(want, sizeof want, "| `%s://` |", scheme);
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f, "cannot read %s (set top_srcdir)", path);
+    char line[512];
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f))
+        found = !strncmp(line, want, strlen(want));
+    fclose(f);
+    ck_assert_msg(found, "%s has no row for %s:// in its features table", path, scheme);
+    unsigned have = conformance_features();
+    char *cell = line + strlen(want);
+    for (size_t i = 0; i < sizeof cols / sizeof *cols; i++) {
+        char *end = strchr(cell, '|');
+        ck_assert_msg(end, "%s: the %s:// row has no %s column", path, scheme, cols[i].column);
+        *end = '\0';
+        int yes = strstr(cell, "yes") != NULL;
+        ck_assert_msg(yes == !!(have & cols[i].bit), "%s says %s:// %s %s; the store says otherwise", path, scheme,
+                      yes ? "has" : "has no", cols[i].column);
+        cell = end + 1;
+    }
+}
+END_TEST
+
 /* ---- fencing tokens: what they are for ---- */
 
 /* A resource that refuses writes with a token lower than the highest it has
@@ -1226,6 +1286,8 @@ Suite *conformance_suite(const conformance_config *config)
     add(s, "extend_kept_by_renewal", t_extend_kept_by_renewal, cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND),
         "no extend");
     add(s, "fork", t_fork, 1, NULL);
+    add(s, "features_documented", t_features_documented, has_features_row(),
+        "no row of its own in the features table");
     /* (A paused holder of a session-bound store keeps its session, and so
      * its lock: there the test would wait for it.) */
     add(s, "fencing", t_fencing,
