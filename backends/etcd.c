@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * etcd://host[:port][,host[:port]...]: locks on an etcd 3.4+ cluster, through
  * its v3 JSON API (etcd_http.c), with etcd's own ordered recipe, the one

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * What the etcd:// backend's two halves share: etcd_http.c speaks etcd's v3
  * JSON API (the gRPC gateway) over HTTP with libcurl, to whichever member of

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * etcd's v3 API as JSON over HTTP/1.1 (the gRPC gateway every etcd 3.4
  * member serves at <client-url>/v3/...), with libcurl.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * file:///path/to/dir: kernel locks on one host, the same locks flock(1)
  * takes.  A lock NAME is the file DIR/NAME, locked with flock(2) on a

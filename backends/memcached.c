@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * memcached://host[:port][,host[:port]...]: locks on memcached through
  * libmemcached.

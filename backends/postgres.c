@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * postgres://... and postgresql://...: session-level advisory locks, in
  * libpq's own URI form (see docs/postgres.md and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * redis://[[user]:password@]host[:port][/db] and
  * redis+unix://[[user]:password@]/path/to/redis.sock[?db=N]

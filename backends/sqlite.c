@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqlite:///relative/path.db and sqlite:////absolute/path.db: locks kept in
  * one SQLite database file, shared by every process of one host.  No server

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqlite_fs.h: which filesystems the sqlite:// backend accepts a database
  * on.  SQLite's locking (POSIX advisory locks, and a shared-memory index

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * The anylock command: what its parts share.  main.c parses the command line
  * and runs the short subcommands, run.c runs a command under a lock, output.c

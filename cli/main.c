@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock: flock(1) across processes and machines.  Parses the command line,
  * opens the store, and runs one subcommand:

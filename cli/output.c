@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * What the anylock command prints: error and verbose messages and run's JSON
  * events on stderr, and lock states on stdout, for people or (with --json)

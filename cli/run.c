@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * anylock run: take the lock, run the command as a child while the library's
  * renewal threads keep the lock alive, forward signals to the child, release

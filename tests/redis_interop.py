@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-2-Clause
 """A second client, in another language, that speaks python-redis-lock 4.0's
 protocol (python-redis-lock itself cannot be installed here, so this script
 carries its keys, commands and Lua scripts' effects, written with Debian's

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """A TCP relay for tests: listens on a free loopback port, prints it (one
 line, then flushes: the handshake), and forwards every connection to
 127.0.0.1:TARGET_PORT, both ways.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: BSD-2-Clause
 # The anylock command, end to end: every subcommand, option and exit status,
 # against real stores started here on free loopback ports (stopped by PID at
 # exit), each store's tests in a background job of its own so that their

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * etcd:// against a real 3-member etcd cluster on free loopback ports: the
  * whole conformance suite (16 processes x 150 acquisitions; 50 under a

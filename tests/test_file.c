@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * file:// passes the whole conformance suite, across 16 processes, in a
  * fresh temporary directory.  The tests below cover what is its own: URL

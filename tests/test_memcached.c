@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * memcached:// against real memcached servers on free loopback ports: the
  * conformance suite under the text and then the binary protocol, then what

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * postgres:// against a real PostgreSQL cluster made by initdb in a
  * temporary directory and run on a free loopback port (as the postgres user

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * redis:// against a real redis-server on a free loopback port: the whole
  * conformance suite (50 contending processes), then what is the redis

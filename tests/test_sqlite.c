@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * sqlite:// passes the whole conformance suite, across 16 processes, on a
  * database file in a fresh temporary directory.  The tests below cover what
