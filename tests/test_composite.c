@@ -517,6 +517,43 @@ START_TEST(t_new_answers_after_old_lease)
 }
 END_TEST
 
+/* The wait timeout bounds the whole acquire, also while the new store keeps
+ * the composite waiting and the old lock is extended between slices of the
+ * wait: TIMEOUT at the deadline (not a slice or a lease later), and the old
+ * store's lock is let go. */
+START_TEST(t_wait_timeout_honoured)
+{
+    char url[1024];
+    snprintf(url, sizeof url, "memory://honour-n?prefix=honour-%ld:", (long)getpid());
+    anylock_client *new_side = open_ok(url);
+    snprintf(url, sizeof url, "memory://honour-o?prefix=honour-%ld:", (long)getpid());
+    anylock_client *old_side = open_ok(url);
+    snprintf(url, sizeof url,
+             "migrate://?old=memory://honour-o&new=memory://honour-n&prefix=honour-%ld:&expires=0.3", (long)getpid());
+    anylock_client *comp = open_ok(url);
+    anylock_lock *holder = NULL, *l = NULL, *probe = NULL;
+    ck_status(anylock_lock_new(new_side, "job", &holder), ANYLOCK_OK);
+    ck_status(anylock_lock_set_expires(holder, 60), ANYLOCK_OK);
+    ck_status(anylock_acquire(holder), ANYLOCK_OK);
+    ck_status(anylock_lock_new(comp, "job", &l), ANYLOCK_OK);
+    ck_status(anylock_lock_set_timeout(l, 1.0), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(l, 1), ANYLOCK_OK);
+    double t0 = test_now();
+    ck_status(anylock_acquire(l), ANYLOCK_TIMEOUT);
+    double took = test_now() - t0;
+    ck_assert_msg(took >= 0.99, "TIMEOUT after %.3f s, before the 1 s wait", took);
+    ck_assert_msg(took < 1.3, "TIMEOUT after %.3f s: the 1 s wait overshot", took);
+    ck_status(anylock_lock_new(old_side, "job", &probe), ANYLOCK_OK);
+    ck_status(anylock_try_acquire(probe), ANYLOCK_OK);
+    anylock_lock_free(probe);
+    anylock_lock_free(l);
+    anylock_lock_free(holder);
+    ck_status(anylock_close(comp), ANYLOCK_OK);
+    ck_status(anylock_close(old_side), ANYLOCK_OK);
+    ck_status(anylock_close(new_side), ANYLOCK_OK);
+}
+END_TEST
+
 /* ---- mixed fleets ---- */
 
 typedef struct arena {
@@ -772,6 +809,7 @@ static Suite *composite_suite(void)
         {"first_busy_leaves_second", t_first_busy_leaves_second},
         {"wait_keeps_old_lock", t_wait_keeps_old_lock},
         {"new_answers_after_old_lease", t_new_answers_after_old_lease},
+        {"wait_timeout_honoured", t_wait_timeout_honoured},
         {"mixed_old_and_composite", t_mixed_old_and_composite},
         {"mixed_composite_and_new", t_mixed_composite_and_new},
         {"union", t_union},
