@@ -2,7 +2,7 @@
 /*
  * file:///path/to/dir: kernel locks on one host, the same locks flock(1)
  * takes.  A lock NAME is the file DIR/NAME, locked with flock(2) on a
- * descriptor of its own: `anylock -u file:///var/lock/app run NAME cmd` and
+ * descriptor of its own: `anylock --url file:///var/lock/app run NAME cmd` and
  * `flock /var/lock/app/NAME cmd` exclude each other.  docs/file.md is the
  * user's page; this comment is the design.
  *
