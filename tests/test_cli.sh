@@ -685,6 +685,45 @@ if have redis && command -v redis-server >/dev/null; then
 fi
 
 
+# ---- faults://: the command's own loss handling, with no server ------------------
+
+faults_tests() {
+    local d="$tmp/faults" t0
+    mkdir -p "$d"
+    OUT=$d/out
+    ERR=$d/err
+    # A lock lost while the command runs: the command is terminated at once.
+    t0=$(now)
+    run_rc 143 "$A" --url 'faults://?lose_after=0.5' -l 30 run job \
+        sh -c "trap 'date +%s.%N >\"$d/termed\"; exit 143' TERM; sleep 30 & wait"
+    contains "$ERR" 'lost the lock "job"' "faults: lose_after is reported"
+    contains "$ERR" "lose_after" "faults: the loss says why"
+    [ -s "$d/termed" ] || fail "faults: the command was not terminated on loss"
+    before "$(elapsed "$t0" "$(cat "$d/termed" 2>/dev/null || echo 1e9)")" "$(secs 5)" ||
+        fail "faults: the command was terminated $(elapsed "$t0" "$(cat "$d/termed")") s in, not soon after the 0.5 s loss"
+    # --keep-going-on-loss: the command finishes, the loss is still said.
+    run_rc 0 "$A" --url 'faults://?lose_after=0.2' --keep-going-on-loss -l 30 run job sleep 0.6
+    contains "$ERR" "letting sleep finish" "faults: --keep-going-on-loss"
+    # A renewal stalled past the lease: terminated at the lease's end, not
+    # when the stalled renewal returns.
+    rm -f "$d/termed"
+    t0=$(now)
+    run_rc 143 "$A" --url "faults://?renewal_pause=$(secs 6)" -l "$(secs 1)" run job \
+        sh -c "trap 'date +%s.%N >\"$d/termed\"; exit 143' TERM; sleep 60 & wait"
+    contains "$ERR" "renewal got no answer" "faults: a stalled renewal is a loss"
+    [ -s "$d/termed" ] || fail "faults: the command was not terminated when its lease ended"
+    before "$(elapsed "$t0" "$(cat "$d/termed" 2>/dev/null || echo 1e9)")" "$(secs 1.6)" ||
+        fail "faults: terminated $(elapsed "$t0" "$(cat "$d/termed")") s in, past the 1 s lease"
+    # A store that cannot be reached is exit 69; the command never runs.
+    run_rc 69 "$A" --url 'faults://?fail_acquire=1:CONNECT' run job touch "$d/ran"
+    [ ! -e "$d/ran" ] || fail "faults: the command ran without the lock"
+    contains "$ERR" "acquire failed on purpose (CONNECT)" "faults: fail_acquire says why"
+    # A release that fails is said; the command's own status stands.
+    run_rc 0 "$A" --url 'faults://?fail_release=1:IO' run job true
+    contains "$ERR" "release failed on purpose (IO)" "faults: fail_release is said"
+}
+launch faults faults_tests
+
 # ---- the command line ------------------------------------------------------
 
 cmdline_tests() {
