@@ -145,6 +145,9 @@ START_TEST(t_names_and_ids)
     ck_status(anylock_lock_new(c, "bad\xff utf8", &l), ANYLOCK_BAD_NAME);
     ck_status(anylock_lock_new(c, "overlong \xc0\xaf", &l), ANYLOCK_BAD_NAME);
     ck_status(anylock_lock_new(c, "surrogate \xed\xa0\x80", &l), ANYLOCK_BAD_NAME);
+    ck_status(anylock_lock_new(c, "c1 \xc2\x85 next line", &l), ANYLOCK_BAD_NAME); /* U+0085 */
+    ck_status(anylock_lock_new(c, "c1 \xc2\x9b csi", &l), ANYLOCK_BAD_NAME);       /* U+009B */
+    ck_status(anylock_lock_new(c, "del \x7f", &l), ANYLOCK_BAD_NAME);
     ck_status(anylock_lock_new(c, "caf\xc3\xa9 with spaces/and:colons", &l), ANYLOCK_OK);
     anylock_lock *none = NULL;
     ck_status(anylock_lock_new(NULL, "x", &none), ANYLOCK_INVALID);
@@ -164,6 +167,19 @@ START_TEST(t_names_and_ids)
     ck_assert_str_eq(anylock_lock_id(l), longid);
     anylock_lock_free(l);
     ck_status(anylock_close(c), ANYLOCK_OK);
+
+    /* A NULL or bad name to the client-wide calls is BAD_NAME on every
+     * store, also on open://, which excludes nobody. */
+    static const char *const urls[] = {"memory://", "open://"};
+    for (size_t i = 0; i < sizeof urls / sizeof *urls; i++) {
+        c = open_ok(urls[i]);
+        anylock_info info;
+        ck_status(anylock_reset(c, NULL), ANYLOCK_BAD_NAME);
+        ck_status(anylock_inspect(c, NULL, &info), ANYLOCK_BAD_NAME);
+        ck_status(anylock_reset(c, ""), ANYLOCK_BAD_NAME);
+        ck_status(anylock_inspect(c, "tab\there", &info), ANYLOCK_BAD_NAME);
+        ck_status(anylock_close(c), ANYLOCK_OK);
+    }
 }
 END_TEST
 
