@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "anylock.h"
 #include "anylock_faults.h"
@@ -148,6 +149,41 @@ START_TEST(t_lose_after)
 }
 END_TEST
 
+/* The wrapper in front of a real store: the lock is the store's (a client
+ * of the store itself sees it held), and a fault lets it go there too. */
+START_TEST(t_over_a_real_store)
+{
+    if (!anylock_backend_available("sqlite"))
+        return; /* built --without-sqlite */
+    char dir[] = "/tmp/anylock-faults-XXXXXX", url[600], direct[256];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(direct, sizeof direct, "sqlite:///%s/locks.db", dir);
+    snprintf(url, sizeof url, "faults://?store=%s&lose_after=0.5", direct);
+    anylock_client *c = open_ok(url), *d = open_ok(direct);
+    anylock_lock *l = lock_on(c, "job", 30), *other = lock_on(d, "job", 30);
+    lost_seen seen = {0};
+    ck_status(anylock_lock_set_lost_callback(l, on_lost, &seen), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
+    wait_lost(&seen, 5);
+    ck_assert_int_eq(atomic_load(&seen.calls), 1);
+    ck_status(anylock_lock_set_timeout(other, 2), ANYLOCK_OK);
+    ck_status(anylock_acquire(other), ANYLOCK_OK);
+    ck_status(anylock_release(other), ANYLOCK_OK);
+    anylock_lock_free(l);
+    anylock_lock_free(other);
+    ck_status(anylock_close(c), ANYLOCK_OK);
+    ck_status(anylock_close(d), ANYLOCK_OK);
+    char path[600];
+    static const char *const files[] = {"locks.db", "locks.db-wal", "locks.db-shm", "locks.db-wake"};
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(t_lose_after_renewals)
 {
     anylock_client *c = open_ok("faults://?store=memory://renewals&lose_after_renewals=2");
@@ -267,6 +303,7 @@ static Suite *faults_suite(void)
     tcase_add_test(tc, t_injected_failures);
     tcase_add_test(tc, t_acquire_delay);
     tcase_add_test(tc, t_lose_after);
+    tcase_add_test(tc, t_over_a_real_store);
     tcase_add_test(tc, t_lose_after_renewals);
     tcase_add_test(tc, t_renewal_pause);
     tcase_add_test(tc, t_chaos_reproducible);
