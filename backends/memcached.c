@@ -438,6 +438,14 @@ static anylock_status fail_sent(mc_call *c, memcached_return_t rc, const char *w
     return fail(c, rc, what);
 }
 
+/* Whether the last failure was the server's end of the connection being
+ * gone (reset, or closed before the answer), rather than a timeout. */
+static int peer_closed(memcached_st *m)
+{
+    int e = memcached_last_error_errno(m);
+    return e == ECONNRESET || e == EPIPE;
+}
+
 /* The call's deadline passed before a request could be sent. */
 static anylock_status out_of_time(mc_call *c, const char *what)
 {
@@ -1364,11 +1372,18 @@ static anylock_status try_add(anylock_op *op, const mc_keys *k, mc_attempt *at)
     mc_item it;
     memset(&it, 0, sizeof it);
     st = ANYLOCK_BUSY;
+    /* Set once an add went out on a connection the server had closed. */
+    memcached_return_t reset_rc = MEMCACHED_SUCCESS;
     for (int round = 0; round < 3; round++) {
         if (look) {
             memcached_return_t rc = read_lock(&c, k, &it);
             if (rc != MEMCACHED_SUCCESS) {
-                st = read_fail(&c, rc, "get");
+                st = reset_rc != MEMCACHED_SUCCESS ? fail_sent(&c, reset_rc, "add") : read_fail(&c, rc, "get");
+                break;
+            }
+            if (reset_rc != MEMCACHED_SUCCESS && it.found && owned_by(&it, op)) {
+                /* The add may be what put it there: still unknown. */
+                st = fail_sent(&c, reset_rc, "add");
                 break;
             }
             if (is_group(&it)) {
@@ -1419,6 +1434,16 @@ static anylock_status try_add(anylock_op *op, const mc_keys *k, mc_attempt *at)
             else
                 st = fail(&c, rc, "add");
             break;
+        }
+        if (reset_rc == MEMCACHED_SUCCESS && peer_closed(c.m)) {
+            /* The server had closed this connection before the add went
+             * out (it restarted, or dropped an idle client): whatever it
+             * did with the add is there to read on a new connection, which
+             * libmemcached opens for the next request.  Absent: add again;
+             * another owner's: busy; our own id's: unknown. */
+            reset_rc = rc;
+            look = 1;
+            continue;
         }
         st = fail_sent(&c, rc, "add");
         break;

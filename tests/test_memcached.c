@@ -472,7 +472,8 @@ static void server_dies_mid_wait(const char *protocol)
     /* The same clients work again once the server is back (empty). */
     ck_assert_int_eq(test_server_restart(&s), 0);
     anylock_lock *b = lock_for(c2, "midwait");
-    ck_status(anylock_try_acquire(b), ANYLOCK_OK);
+    anylock_status bst = anylock_try_acquire(b);
+    ck_assert_msg(bst == ANYLOCK_OK, "after the restart: %s (%s)", anylock_status_name(bst), anylock_lock_errmsg(b));
     ck_status(anylock_try_acquire(a), ANYLOCK_BUSY);
     ck_status(anylock_release(b), ANYLOCK_OK);
     ck_status(anylock_try_acquire(a), ANYLOCK_OK);
