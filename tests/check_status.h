@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* The assertion every test program uses on anylock calls: on failure it
  * names the call and both statuses, e.g.
- * "anylock_acquire(b): got BUSY, want OK". */
+ * "anylock_acquire(b): got BUSY, want OK"; and the open every one makes. */
 #ifndef ANYLOCK_TEST_CHECK_STATUS_H
 #define ANYLOCK_TEST_CHECK_STATUS_H
 
@@ -15,5 +15,14 @@
         ck_assert_msg(st_ == (want), "%s: got %s, want %s", #expr, anylock_status_name(st_),               \
                       anylock_status_name(want));                                                          \
     } while (0)
+
+/* A client on url, or the test fails with the status and the message. */
+static inline anylock_client *open_ok(const char *url)
+{
+    anylock_client *c = NULL;
+    anylock_status st = anylock_open(url, &c);
+    ck_assert_msg(st == ANYLOCK_OK, "open %s: %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
+    return c;
+}
 
 #endif

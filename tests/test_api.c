@@ -19,14 +19,6 @@
 
 #include "check_status.h"
 
-static anylock_client *open_ok(const char *url)
-{
-    anylock_client *c = NULL;
-    anylock_status st = anylock_open(url, &c);
-    ck_assert_msg(st == ANYLOCK_OK, "%s: %s", url, anylock_errmsg(c));
-    return c;
-}
-
 START_TEST(t_strerror)
 {
     for (int s = 0; s < ANYLOCK_STATUS_COUNT_; s++) {

@@ -18,14 +18,6 @@
 #include "conformance.h"
 #include "harness.h"
 
-static anylock_client *open_ok(const char *url)
-{
-    anylock_client *c = NULL;
-    anylock_status st = anylock_open(url, &c);
-    ck_assert_msg(st == ANYLOCK_OK, "%s: %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
-    return c;
-}
-
 static anylock_lock *lock_on(anylock_client *c, const char *name, double expires)
 {
     anylock_lock *l = NULL;

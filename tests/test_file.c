@@ -59,14 +59,6 @@ static const char *path_of(const char *rel)
     return path;
 }
 
-static anylock_client *open_ok(const char *url)
-{
-    anylock_client *c = NULL;
-    anylock_status st = anylock_open(url, &c);
-    ck_assert_msg(st == ANYLOCK_OK, "open %s: %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
-    return c;
-}
-
 static void open_fails(const char *url, anylock_status want, const char *needle)
 {
     anylock_client *c = NULL;

@@ -123,14 +123,6 @@ static void url_for(char *out, size_t size, const char *tag, const char *extra)
              extra ? extra : "");
 }
 
-static anylock_client *open_ok(const char *url)
-{
-    anylock_client *c = NULL;
-    anylock_status st = anylock_open(url, &c);
-    ck_assert_msg(st == ANYLOCK_OK, "open %s: %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
-    return c;
-}
-
 /* ---- mutual exclusion under load ---------------------------------------- */
 
 #define CONTENDERS 16

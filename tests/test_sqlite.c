@@ -79,14 +79,6 @@ static const char *path_of(const char *name)
     return path;
 }
 
-static anylock_client *open_ok(const char *url)
-{
-    anylock_client *c = NULL;
-    anylock_status st = anylock_open(url, &c);
-    ck_assert_msg(st == ANYLOCK_OK, "open %s: %s (%s)", url, anylock_status_name(st), anylock_errmsg(c));
-    return c;
-}
-
 /* Opens url expecting failure with want; returns nothing, checks the
  * message names the file when path is given. */
 static void open_fails(const char *url, anylock_status want, const char *path)
