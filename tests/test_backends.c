@@ -181,9 +181,16 @@ static anylock_status toy1_release(anylock_op *op)
     return st;
 }
 
+/* Extends of the name "hang" stall this long first, past any lease: a store
+ * that hangs on one key (t_one_hung_renewal). */
+static atomic_int hang_extend_ms;
+
 static anylock_status toy1_extend(anylock_op *op)
 {
     anylock_status st;
+    int hang = atomic_load(&hang_extend_ms);
+    if (hang && op->name && !strcmp(op->name, "hang"))
+        test_sleep(hang / 1000.0);
     pthread_mutex_lock(&toy1_table.mu);
     slot *s = owned(&toy1_table, op, 1, &st);
     if (s && !s->expires_at)
@@ -563,6 +570,51 @@ START_TEST(t_session_expiry)
 }
 END_TEST
 
+/* One lock whose renewal hangs does not delay another lock's renewal on the
+ * same client: the hung one is reported lost at its lease's end, the other
+ * stays held in the store for many of its leases. */
+START_TEST(t_one_hung_renewal)
+{
+    anylock_client *c = NULL;
+    ck_status(anylock_open("toy1://?prefix=hung:", &c), ANYLOCK_OK);
+    anylock_lock *hung = NULL, *steady = NULL;
+    ck_status(anylock_lock_new(c, "hang", &hung), ANYLOCK_OK);
+    ck_status(anylock_lock_new(c, "steady", &steady), ANYLOCK_OK);
+    /* Stretched for instrumented builds, as the conformance suite's. */
+    const char *scale = getenv("ANYLOCK_TEST_TIME_SCALE");
+    double k = scale && atof(scale) > 1 ? atof(scale) : 1, lease = 0.6 * k;
+    lost_seen hung_seen = {0}, steady_seen = {0};
+    anylock_lock *both[] = {hung, steady};
+    lost_seen *seen[] = {&hung_seen, &steady_seen};
+    for (int i = 0; i < 2; i++) {
+        ck_status(anylock_lock_set_expires(both[i], lease), ANYLOCK_OK);
+        ck_status(anylock_lock_set_auto_renewal(both[i], 1), ANYLOCK_OK);
+        ck_status(anylock_lock_set_lost_callback(both[i], record_lost, seen[i]), ANYLOCK_OK);
+    }
+    atomic_store(&hang_extend_ms, (int)(7 * lease * 1000));
+    double t0 = test_now();
+    ck_status(anylock_acquire(hung), ANYLOCK_OK);
+    ck_status(anylock_acquire(steady), ANYLOCK_OK);
+    wait_calls(&hung_seen, 5 * lease);
+    ck_assert_int_eq(atomic_load(&hung_seen.calls), 1);
+    ck_assert_msg(test_now() - t0 < lease * 1.5, "the hung lock was reported lost %.3f s in, past its %.1f s lease",
+                  test_now() - t0, lease);
+    /* Five leases of the steady lock while the other renewal still hangs. */
+    while (test_now() - t0 < 5 * lease) {
+        anylock_info info;
+        ck_status(anylock_inspect(c, "steady", &info), ANYLOCK_OK);
+        ck_assert_msg(info.held, "the steady lock expired in the store %.3f s in", test_now() - t0);
+        test_sleep(0.05);
+    }
+    ck_assert_int_eq(atomic_load(&steady_seen.calls), 0);
+    ck_assert_int_eq(anylock_lock_held(steady), 1);
+    atomic_store(&hang_extend_ms, 0);
+    anylock_lock_free(hung); /* waits for the hung renewal to come back */
+    anylock_lock_free(steady);
+    ck_status(anylock_close(c), ANYLOCK_OK);
+}
+END_TEST
+
 static Suite *interface_suite(void)
 {
     Suite *s = suite_create("backend interface");
@@ -571,6 +623,7 @@ static Suite *interface_suite(void)
     tcase_add_test(tc, t_register_versions);
     tcase_add_test(tc, t_session_loss_reported);
     tcase_add_test(tc, t_session_expiry);
+    tcase_add_test(tc, t_one_hung_renewal);
     suite_add_tcase(s, tc);
     return s;
 }
