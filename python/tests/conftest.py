@@ -25,7 +25,7 @@ import anylock
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP_SRCDIR = os.environ.get("top_srcdir") or os.path.join(HERE, "..", "..")
 TOP_BUILDDIR = os.environ.get("top_builddir") or TOP_SRCDIR
-STORES = [s for s in ("memory", "sqlite", "redis", "memcached") if anylock.backend_available(s)]
+STORES = [s for s in ("memory", "sqlite", "file", "redis", "memcached") if anylock.backend_available(s)]
 
 
 def free_port():
@@ -128,6 +128,8 @@ def urls(servers, workdir):
     out = {"memory": "memory://pytest"}
     if "sqlite" in STORES:
         out["sqlite"] = "sqlite:///" + os.path.join(workdir, "locks.db")
+    if "file" in STORES:
+        out["file"] = "file://" + os.path.join(workdir, "file-locks")
     for kind, s in servers.items():
         out[kind] = s.url
     return out
@@ -158,7 +160,7 @@ def name(request):
 
 
 # How late a store may free an expired lock (memcached counts whole seconds).
-SLACK = {"memory": 0.2, "sqlite": 0.3, "redis": 0.3, "memcached": 2.5}
+SLACK = {"memory": 0.2, "sqlite": 0.3, "file": 0.3, "redis": 0.3, "memcached": 2.5}
 
 
 def python_env():
