@@ -158,6 +158,7 @@ typedef struct anylock__renewer {
     anylock_lock **heap;     /* timed locks, by their next due time */
     size_t nheap, capheap;
     anylock__job *jobs, *jobs_tail;
+    size_t njobs;            /* jobs queued and not yet taken by a worker */
     pthread_t *workers;      /* every worker thread, joined at shutdown */
     size_t nworkers, capworkers;
     size_t nidle;            /* workers waiting for a job */

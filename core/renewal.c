@@ -208,7 +208,12 @@ static void queue_job(anylock_lock *lock, anylock__job_kind kind)
             r->jobs = j;
         r->jobs_tail = j;
     }
-    if (r->nidle == 0 && (r->nworkers < WORKERS_MAX || kind == JOB_DELIVER)) {
+    r->njobs++;
+    /* An idle worker that was signalled may not have taken its job yet:
+     * start one unless there are more idle workers than queued jobs (a
+     * delivery may block in its callback for as long as it likes, and a
+     * renewal queued behind it must not wait for it). */
+    if (r->njobs > r->nidle && (r->nworkers < WORKERS_MAX || kind == JOB_DELIVER)) {
         if (r->nworkers == r->capworkers) {
             size_t cap = r->capworkers ? r->capworkers * 2 : 4;
             pthread_t *g = realloc(r->workers, cap * sizeof *g);
@@ -288,6 +293,7 @@ void anylock__jobs_drain(anylock_lock *lock)
         if (j->lock == lock) {
             *p = j->next;
             lock->jobs--;
+            r->njobs--;
             free(j);
         } else {
             last = j;
@@ -550,6 +556,7 @@ static void *worker_main(void *arg)
             break;
         anylock__job *j = r->jobs;
         r->jobs = j->next;
+        r->njobs--;
         if (!r->jobs)
             r->jobs_tail = NULL;
         anylock_lock *lock = j->lock;
