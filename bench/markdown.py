@@ -145,8 +145,10 @@ def fuller_rows(rs):
         ("hand-off p50 / p99, release returns -> acquire returns",
          lambda r: "%s / %s µs" % (num(get(r, "handoff", "us_p50")), num(get(r, "handoff", "us_p99")))),
         ("hand-off p99 from release start", lambda r: num(get(r, "handoff", "from_release_start_us_p99")) + " µs"),
+        ("floor round trip after an idle hold as long as the hand-off's",
+         lambda r: num(get(r, "handoff", "floor_round_trip_after_hold_us_p50")) + " µs"),
         ("waiter's wake after a long hold", lambda r: num(get(r, "waiter_cpu", "wake_after_release_us")) + " µs"),
-        ("fewest-most per worker at 16", lambda r: "%s-%s" % (num(contended(r, 16)["fewest"]), num(contended(r, 16)["most"]))
+        ("fewest-most per worker at 16", lambda r: "%s-%s" % (num(contended(r, 16)["fewest"], 0), num(contended(r, 16)["most"], 0))
          if contended(r, 16) else "-"),
         ("resident memory: store library's connection / anylock client",
          lambda r: "%s / %s KiB" % (num(get(r, "memory", "store_library_connection_kib"), 1),
@@ -159,7 +161,7 @@ def fuller_rows(rs):
          if r.get("flock_same_fs") else "-"),
         ("file size after N distinct names", names_cell),
     ]
-    return rows[:2] + extra[:3] + rows[2:3] + extra[3:6] + rows[3:7] + extra[6:7] + rows[7:] + extra[7:]
+    return rows[:2] + extra[:3] + rows[2:3] + extra[3:7] + rows[3:7] + extra[7:8] + rows[7:] + extra[8:]
 
 
 def names_cell(r):
