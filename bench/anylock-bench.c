@@ -43,7 +43,7 @@ static void usage(FILE *out)
             "  --pg-max-held N           postgres:// pins a session per held lock: hold at most N\n"
             "                            (default 100)\n"
             "  --fill-max-seconds S      taking the held names stops after S, and taking the others\n"
-            "                            after S more; the figures say how many were held (default 60)\n"
+            "                            after S more; the figures say how many were held (default 30)\n"
             "  --quick                   short durations for a smoke run\n"
             "  --skip-unavailable        leave out URLs whose backend is not built, with a note\n"
             "  --quiet                   no progress lines on stderr\n");
@@ -500,7 +500,7 @@ int main(int argc, char **argv)
         .held = 10000,
         .others = 100000,
         .pg_max_held = 100,
-        .fill_max_seconds = 60,
+        .fill_max_seconds = 30,
     };
     enum { O_UNC = 256, O_HO, O_HOLD, O_HOMAX, O_CONT, O_PROCS, O_CPU, O_QUICK, O_SKIP, O_NAMES, O_CLIENTS, O_HELD, O_OTHERS, O_FILL, O_PGMAX, O_FILLMAX };
     static const struct option longopts[] = {

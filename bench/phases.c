@@ -1044,6 +1044,26 @@ static int memory_worker(int me, void *p)
         held = o->pg_max_held;
     if (is_pg && others > o->pg_max_held)
         others = o->pg_max_held;
+    /* file:// keeps a descriptor open per held lock (its flock): raise the
+     * soft limit to the hard one and hold no more than it allows, less a
+     * margin for the clients, floors and the store's own files. */
+    if (!strncmp(ctx->url, "file:", 5)) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+                getrlimit(RLIMIT_NOFILE, &rl);
+            }
+            long cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : (long)rl.rlim_cur - 512;
+            if (cap < 1)
+                cap = 1;
+            if (held > cap)
+                held = (int)cap;
+            if (others > cap)
+                others = (int)cap;
+        }
+    }
     int k = o->clients > 0 ? o->clients : 1;
     char err[400] = "";
     malloc_trim(0);
