@@ -1044,9 +1044,10 @@ static int memory_worker(int me, void *p)
         held = o->pg_max_held;
     if (is_pg && others > o->pg_max_held)
         others = o->pg_max_held;
-    /* file:// keeps a descriptor open per held lock (its flock): raise the
-     * soft limit to the hard one and hold no more than it allows, less a
-     * margin for the clients, floors and the store's own files. */
+    /* file:// keeps two descriptors open per held lock (the lock's file and
+     * its holder record): raise the soft limit to the hard one and hold no
+     * more than it allows, less a margin for the clients, floors and the
+     * store's own files. */
     if (!strncmp(ctx->url, "file:", 5)) {
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
@@ -1055,7 +1056,7 @@ static int memory_worker(int me, void *p)
                 setrlimit(RLIMIT_NOFILE, &rl);
                 getrlimit(RLIMIT_NOFILE, &rl);
             }
-            long cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : (long)rl.rlim_cur - 512;
+            long cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : ((long)rl.rlim_cur - 512) / 2;
             if (cap < 1)
                 cap = 1;
             if (held > cap)
