@@ -241,8 +241,9 @@ def block(rs, rows, machine, command, seconds, commands):
         n_held, n_others = get(r, "memory", "held"), get(r, "scale", "others_held")
         notes.append("%s %s/%s" % (r["store"], num(n_held, 0), num(n_others, 0)))
     out += wrap("Names held for the memory / scale figures, by store: " + ", ".join(notes)
-                + " (postgres pins a server session per held lock, hence its cap; a store that could not "
-                "take them within the time limit shows how many it held).")
+                + " (postgres pins a server session per held lock, hence its cap; file:// keeps two descriptors "
+                "open per held lock, hence its cap at half the open-files limit; a store that could not take "
+                "them within --fill-max-seconds shows how many it held).")
     if commands:
         out += [""] + wrap("etcd, whole commands, %d runs each (ms p50 / p90): `etcdctl lock NAME -- true` %s / %s, "
                            "`anylock run NAME true` %s / %s." % (commands["runs"], commands["etcdctl_lock_true_ms_p50"],
