@@ -34,6 +34,16 @@ static void usage(FILE *out)
             "  --threads                 workers are threads even for stores shared between processes\n"
             "  --names N                 sqlite://: distinct names taken and released for the file-size\n"
             "                            figure (default 1000000; 0 skips it)\n"
+            "  --clients N               clients opened at once for the memory per client (default 16)\n"
+            "  --held N                  lock handles held at once for the memory per held lock\n"
+            "                            (default 10000; 0 with --others 0 skips the phase)\n"
+            "  --others N                names held in the store while pairs are timed again\n"
+            "                            (default 100000)\n"
+            "  --fill-threads N          clients taking those names at once (default 4, etcd 16)\n"
+            "  --pg-max-held N           postgres:// pins a session per held lock: hold at most N\n"
+            "                            (default 100)\n"
+            "  --fill-max-seconds S      taking the held names stops after S, and taking the others\n"
+            "                            after S more; the figures say how many were held (default 30)\n"
             "  --quick                   short durations for a smoke run\n"
             "  --skip-unavailable        leave out URLs whose backend is not built, with a note\n"
             "  --quiet                   no progress lines on stderr\n");
@@ -87,18 +97,24 @@ static void json_str(const char *key, const char *s, int comma)
     printf("\"%s", comma ? "," : "");
 }
 
-/* The goals of issue 7, evaluated for one store: -1 not applicable or not
- * measured, 0 missed, 1 met. */
+/* The goals of issue 18, evaluated for one store: -1 not applicable or not
+ * measured, 0 missed, 1 met.  Every hand-off goal is judged on the time from
+ * the START of the holder's release (the stricter of the two hand-off
+ * figures). */
 typedef struct goals {
-    int pairs_90pct_of_floor;    /* redis */
-    int handoff_within_3_floor_round_trips; /* redis */
-    int handoff_p50_under_2ms;   /* memcached, sqlite */
-    int waiter_cpu_under_5pct;   /* memcached, sqlite */
-    int fewest_at_least_half_mean; /* all: every process count */
-    int no_collapse;             /* all: every N >= 2 keeps half the N = 2 throughput */
+    int pairs_90pct_of_floor;    /* redis: uncontended pairs/s >= 0.90 of the 2-PING floor's */
+    int handoff_within_3_floor_round_trips; /* redis: p50 <= 3 floor round trips */
+    int handoff_p50_under_2ms;   /* sqlite, memcached */
+    int waiter_cpu_under_5pct;   /* memcached */
+    int fewest_at_least_half_mean; /* every store: fewest/mean >= 0.5 at every N from 2 to 16 */
+    int no_collapse;             /* every store: total/s at 16 over total/s at 2 >= 0.8 */
     double worst_fewest_over_mean;
-    double worst_throughput_over_n2;
+    double throughput_16_over_2;
+    int collapse_n;              /* the N of throughput_16_over_2 (16, or the largest measured) */
 } goals;
+
+#define GOAL_COLLAPSE 0.8
+#define GOAL_FAIRNESS 0.5
 
 static int met(double v, int ok)
 {
@@ -107,38 +123,38 @@ static int met(double v, int ok)
 
 static goals evaluate(const bench_result *r)
 {
-    goals g = {-1, -1, -1, -1, -1, -1, NAN, NAN};
+    goals g = {-1, -1, -1, -1, -1, -1, NAN, NAN, 0};
     int redis = !strncmp(r->scheme, "redis", 5);
-    int polled = !strcmp(r->scheme, "memcached") || !strcmp(r->scheme, "memcache") || !strcmp(r->scheme, "sqlite");
+    int memcached = !strcmp(r->scheme, "memcached") || !strcmp(r->scheme, "memcache");
+    int sqlite = !strcmp(r->scheme, "sqlite");
     if (redis) {
         g.pairs_90pct_of_floor = met(r->ratio_pairs_per_s, r->ratio_pairs_per_s >= 0.9);
-        /* Timed from release's start: the release's own round trip counts. */
         double rts = r->handoff_start_us_p50 / r->floor_round_trip_us_p50;
         g.handoff_within_3_floor_round_trips = met(rts, rts <= 3.0);
     }
-    if (polled) {
-        g.handoff_p50_under_2ms = met(r->handoff_us_p50, r->handoff_us_p50 < 2000.0);
+    if (memcached || sqlite)
+        g.handoff_p50_under_2ms = met(r->handoff_start_us_p50, r->handoff_start_us_p50 < 2000.0);
+    if (memcached)
         g.waiter_cpu_under_5pct = met(r->cpu_core_percent, r->cpu_core_percent < 5.0);
-    }
-    double n2 = NAN;
-    for (int i = 0; i < r->ncontended; i++)
-        if (r->contended[i].processes == 2)
-            n2 = r->contended[i].acquisitions_per_s;
+    double n2 = NAN, top = NAN;
     for (int i = 0; i < r->ncontended; i++) {
         const bench_contended *c = &r->contended[i];
-        if (c->processes >= 2) {
+        if (c->processes == 2)
+            n2 = c->acquisitions_per_s;
+        if (c->processes > 2 && c->processes <= 16 && c->processes >= g.collapse_n) {
+            g.collapse_n = c->processes;
+            top = c->acquisitions_per_s;
+        }
+        if (c->processes >= 2 && c->processes <= 16) {
             double f = c->mean > 0 ? (double)c->fewest / c->mean : 0;
             if (!(g.worst_fewest_over_mean <= f))
                 g.worst_fewest_over_mean = f;
-            if (isfinite(n2) && n2 > 0) {
-                double t = c->acquisitions_per_s / n2;
-                if (!(g.worst_throughput_over_n2 <= t))
-                    g.worst_throughput_over_n2 = t;
-            }
         }
     }
-    g.fewest_at_least_half_mean = met(g.worst_fewest_over_mean, g.worst_fewest_over_mean >= 0.5);
-    g.no_collapse = met(g.worst_throughput_over_n2, g.worst_throughput_over_n2 >= 0.5);
+    if (n2 > 0)
+        g.throughput_16_over_2 = top / n2;
+    g.fewest_at_least_half_mean = met(g.worst_fewest_over_mean, g.worst_fewest_over_mean >= GOAL_FAIRNESS);
+    g.no_collapse = met(g.throughput_16_over_2, g.throughput_16_over_2 >= GOAL_COLLAPSE);
     return g;
 }
 
@@ -194,6 +210,20 @@ static void print_json(const bench_result *r)
         json_num("seconds", r->names_seconds, 1);
         printf("\"file_bytes_before\":%lld,\"file_bytes_after\":%lld},", r->file_bytes_before, r->file_bytes_after);
     }
+    printf("\"memory\":{\"clients\":%d,", r->mem_clients);
+    json_num("store_library_connection_kib", r->floor_conn_kib, 1);
+    json_num("client_kib", r->client_kib, 1);
+    printf("\"held\":%d,", r->held);
+    json_num("held_lock_kib", r->held_lock_kib, 1);
+    json_num("held_seconds", r->held_seconds, 0);
+    printf("},\"scale\":{\"others_held\":%d,", r->others);
+    json_num("fill_acquisitions_per_s", r->others_fill_per_s, 1);
+    json_num("empty_pair_us_p50", r->empty_pair_us_p50, 1);
+    json_num("empty_pairs_per_s", r->empty_pairs_per_s, 1);
+    json_num("full_pair_us_p50", r->full_pair_us_p50, 1);
+    json_num("full_pairs_per_s", r->full_pairs_per_s, 1);
+    json_num("pair_p50_full_over_empty", r->scale_ratio, 0);
+    printf("},");
     printf("\"contended\":[");
     for (int i = 0; i < r->ncontended; i++) {
         const bench_contended *c = &r->contended[i];
@@ -205,10 +235,15 @@ static void print_json(const bench_result *r)
         json_num("mean", c->mean, 1);
         printf("\"overlaps\":%llu}", (unsigned long long)c->overlaps);
     }
-    printf("],\"goals\":{");
+    printf("],\"goal_figures\":{");
+    json_num("handoff_from_release_start_floor_round_trips_p50", r->handoff_start_us_p50 / r->floor_round_trip_us_p50, 1);
+    json_num("worst_fewest_over_mean", g.worst_fewest_over_mean, 1);
+    printf("\"collapse_n\":%d,", g.collapse_n);
+    json_num("throughput_n_over_2", g.throughput_16_over_2, 0);
+    printf("},\"goals\":{");
     const char *names[] = {"pairs_at_least_90pct_of_floor", "handoff_p50_within_3_floor_round_trips",
                            "handoff_p50_under_2ms", "waiter_cpu_under_5pct_of_a_core",
-                           "fewest_at_least_half_the_mean", "throughput_at_least_half_of_2_processes"};
+                           "fewest_at_least_half_the_mean_every_n", "throughput_16_over_2_at_least_0.8"};
     int vals[] = {g.pairs_90pct_of_floor, g.handoff_within_3_floor_round_trips, g.handoff_p50_under_2ms,
                   g.waiter_cpu_under_5pct, g.fewest_at_least_half_mean, g.no_collapse};
     int first = 1;
@@ -379,13 +414,38 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
         char x[40];
         cell("%s%s", fmt_num(x, sizeof x, g.worst_fewest_over_mean, 2), goal_word(g.fewest_at_least_half_mean));
     }
-    printf("\n%-34s", "  total/s vs 2 workers, worst");
+    printf("\n%-34s", "  total/s at 16 / at 2 workers");
     for (int i = 0; i < n; i++) {
         goals g = evaluate(&rs[i]);
         char x[40];
-        cell("%s%s", fmt_num(x, sizeof x, g.worst_throughput_over_n2, 2), goal_word(g.no_collapse));
+        cell("%s%s", fmt_num(x, sizeof x, g.throughput_16_over_2, 2), goal_word(g.no_collapse));
     }
     printf("\n");
+    int any_mem = 0;
+    for (int i = 0; i < n; i++)
+        any_mem |= rs[i].mem_clients > 0;
+    if (any_mem) {
+        printf("memory (resident, KiB) and scale\n");
+        row_pair("  store library's connection", rs, n, offsetof(bench_result, floor_conn_kib), 0, 1);
+        row_pair("  anylock client (used once)", rs, n, offsetof(bench_result, client_kib), 0, 1);
+        printf("%-34s", "  per held lock (locks held)");
+        for (int i = 0; i < n; i++) {
+            char x[40];
+            cell("%s (%d)", fmt_num(x, sizeof x, rs[i].held_lock_kib, 2), rs[i].held);
+        }
+        printf("\n%-34s", "  pair p50 us: empty / N held");
+        for (int i = 0; i < n; i++) {
+            char x[40], y[40];
+            cell("%s / %s", fmt_num(x, sizeof x, rs[i].empty_pair_us_p50, 1), fmt_num(y, sizeof y, rs[i].full_pair_us_p50, 1));
+        }
+        printf("\n%-34s", "  ratio (N held)");
+        for (int i = 0; i < n; i++) {
+            char x[40];
+            cell("%s (%d)", fmt_num(x, sizeof x, rs[i].scale_ratio, 2), rs[i].others);
+        }
+        printf("\n");
+        row_pair("  acquisitions/s while filling", rs, n, offsetof(bench_result, others_fill_per_s), 0, 0);
+    }
     int any_flock = 0, any_names = 0;
     for (int i = 0; i < n; i++) {
         any_flock |= rs[i].has_flock;
@@ -436,8 +496,13 @@ int main(int argc, char **argv)
         .nnprocs = 5,
         .cpu_hold_seconds = 3,
         .names = 1000000,
+        .clients = 16,
+        .held = 10000,
+        .others = 100000,
+        .pg_max_held = 100,
+        .fill_max_seconds = 30,
     };
-    enum { O_UNC = 256, O_HO, O_HOLD, O_HOMAX, O_CONT, O_PROCS, O_CPU, O_QUICK, O_SKIP, O_NAMES };
+    enum { O_UNC = 256, O_HO, O_HOLD, O_HOMAX, O_CONT, O_PROCS, O_CPU, O_QUICK, O_SKIP, O_NAMES, O_CLIENTS, O_HELD, O_OTHERS, O_FILL, O_PGMAX, O_FILLMAX };
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'},
         {"uncontended-seconds", required_argument, NULL, O_UNC},
@@ -449,6 +514,12 @@ int main(int argc, char **argv)
         {"cpu-hold-seconds", required_argument, NULL, O_CPU},
         {"threads", no_argument, NULL, 't'},
         {"names", required_argument, NULL, O_NAMES},
+        {"clients", required_argument, NULL, O_CLIENTS},
+        {"held", required_argument, NULL, O_HELD},
+        {"others", required_argument, NULL, O_OTHERS},
+        {"fill-threads", required_argument, NULL, O_FILL},
+        {"pg-max-held", required_argument, NULL, O_PGMAX},
+        {"fill-max-seconds", required_argument, NULL, O_FILLMAX},
         {"quick", no_argument, NULL, O_QUICK},
         {"skip-unavailable", no_argument, NULL, O_SKIP},
         {"quiet", no_argument, NULL, 'q'},
@@ -498,6 +569,30 @@ int main(int argc, char **argv)
             bad = parse_double(optarg, 0, 1e8, &v);
             o.names = (int)v;
             break;
+        case O_CLIENTS:
+            bad = parse_double(optarg, 1, 1000, &v);
+            o.clients = (int)v;
+            break;
+        case O_HELD:
+            bad = parse_double(optarg, 0, 1e7, &v);
+            o.held = (int)v;
+            break;
+        case O_OTHERS:
+            bad = parse_double(optarg, 0, 1e7, &v);
+            o.others = (int)v;
+            break;
+        case O_FILL:
+            bad = parse_double(optarg, 1, 256, &v);
+            o.fill_threads = (int)v;
+            break;
+        case O_PGMAX:
+            bad = parse_double(optarg, 1, 10000, &v);
+            o.pg_max_held = (int)v;
+            break;
+        case O_FILLMAX:
+            bad = parse_double(optarg, 0.1, 86400, &v);
+            o.fill_max_seconds = v;
+            break;
         case O_SKIP:
             skip_unavailable = 1;
             break;
@@ -508,6 +603,10 @@ int main(int argc, char **argv)
             o.contended_seconds = 0.3;
             o.cpu_hold_seconds = 0.5;
             o.names = 10000;
+            o.clients = 4;
+            o.held = 500;
+            o.others = 2000;
+            o.fill_max_seconds = 5;
             break;
         default:
             usage(stderr);

@@ -30,6 +30,12 @@ typedef struct bench_options {
     double cpu_hold_seconds; /* the long hold during which a waiter's CPU is measured */
     int force_threads;       /* workers are threads of this process even for shared stores */
     int names;               /* sqlite://: distinct names for the file-size figure (0: skip) */
+    int clients;             /* clients opened at once for the memory per client */
+    int held;                /* lock handles held at once for the memory per held lock (0: skip) */
+    int others;              /* names held in the store while pairs are timed again (0: skip) */
+    int pg_max_held;         /* postgres:// holds a connection per held lock: at most this many */
+    int fill_threads;        /* threads (each its own client) that take the held names */
+    double fill_max_seconds; /* taking the held names, and then the others, stops after this */
     int json;
     int quiet;               /* no progress lines on stderr */
 } bench_options;
@@ -139,6 +145,21 @@ typedef struct bench_result {
     int names;                 /* distinct names taken and released (0: not measured) */
     double names_seconds;
     long long file_bytes_before, file_bytes_after; /* database + WAL, before and after */
+
+    /* memory (resident, /proc/self/statm) and scale, measured in a process
+     * of their own: the store library's own connection, anylock's client,
+     * a held lock; then acquire+release pairs with many other names held */
+    int mem_clients;
+    double floor_conn_kib;      /* one connection of the store's own library (the floor's) */
+    double client_kib;          /* one anylock client, opened and used once */
+    int held;                   /* lock handles held at once */
+    double held_lock_kib;       /* per held lock handle (client side; memory:// holds the store too) */
+    double held_seconds;        /* taking them */
+    int others;                 /* other names held while the pairs were timed again */
+    double others_fill_per_s;   /* acquisitions per second while filling */
+    double empty_pair_us_p50, full_pair_us_p50; /* pair p50 with no / with `others` names held */
+    double empty_pairs_per_s, full_pairs_per_s;
+    double scale_ratio;         /* full_pair_us_p50 / empty_pair_us_p50: 1.0 = no growth */
 
     /* one waiter's CPU while the lock is held for a long time */
     double cpu_hold_s;     /* how long the waiter waited */

@@ -17,6 +17,7 @@
 /* RUSAGE_THREAD (Linux) lets a waiter thread measure itself alone. */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -921,6 +922,339 @@ static int phase_names(const store_ctx *ctx, bench_result *r)
     return i == ctx->o->names ? 0 : -1;
 }
 
+/* ---- memory and scale ------------------------------------------------------------- */
+
+/*
+ * Measured in a process of its own (forked, with the parent's free heap
+ * given back to the system first by malloc_trim, so that what the phase
+ * allocates shows in its resident size), from /proc/self/statm:
+ *   - the store library's own connection: `clients` floor connections
+ *     (bench_floor_open: the library's context and socket buffers, nothing
+ *     of anylock's), the growth divided by their number;
+ *   - one anylock client: `clients` clients opened and each used for one
+ *     acquire+release (so that a backend that connects lazily has its
+ *     connection), the growth divided by their number; the difference with
+ *     the line above is what anylock adds to a connection;
+ *   - one held lock: `held` handles on distinct names, each acquired and
+ *     kept, on one client, the growth divided by their number;
+ *   - scale: acquire+release pairs on one more name, timed with the store
+ *     empty and again with `others` names held (the `held` ones and more,
+ *     taken by fill_threads clients), and the ratio of the two medians.
+ * postgres:// pins a connection (a server session) per held lock, so there
+ * both counts are capped at pg_max_held.
+ */
+typedef struct memory_shared {
+    shared_head h;
+    int mem_clients, held, others;
+    double floor_conn_kib, client_kib, held_lock_kib, held_seconds, fill_per_s;
+    double empty_p50, full_p50, empty_pps, full_pps;
+} memory_shared;
+
+static double rss_kib(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (!f)
+        return NAN;
+    int n = fscanf(f, "%ld %ld", &size, &res);
+    fclose(f);
+    return n == 2 ? (double)res * (double)sysconf(_SC_PAGESIZE) / 1024.0 : NAN;
+}
+
+typedef struct held_set {
+    const store_ctx *ctx;
+    shared_head *h;
+    anylock_client *c;
+    anylock_lock **locks;
+    int from, to; /* names [from, to) */
+    int64_t deadline; /* stop taking more (not a failure) after this */
+    int taken;
+} held_set;
+
+/* Takes names [from, to) on hs->c, each on a handle of its own, kept; the
+ * names taken are [from, from + taken), fewer when the deadline came first. */
+static int held_take(held_set *hs)
+{
+    for (int i = hs->from; i < hs->to; i++) {
+        if (hs->deadline && (i & 15) == 0 && bench_now_ns() > hs->deadline)
+            break;
+        char name[200];
+        snprintf(name, sizeof name, "%.80s-held-%d", hs->ctx->name, i);
+        anylock_lock *l = NULL;
+        anylock_status st;
+        if ((st = anylock_lock_new(hs->c, name, &l)) != ANYLOCK_OK || (st = anylock_lock_set_expires(l, 3600)) ||
+            (st = anylock_lock_set_timeout(l, 10)) || (st = anylock_acquire(l)) != ANYLOCK_OK) {
+            shared_fail(hs->h, "holding %d names: %s: %s", hs->to - hs->from, anylock_status_name(st),
+                        l ? anylock_lock_errmsg(l) : anylock_errmsg(hs->c));
+            anylock_lock_free(l);
+            return -1;
+        }
+        hs->locks[i] = l;
+        hs->taken++;
+    }
+    return 0;
+}
+
+static void *held_thread(void *p)
+{
+    held_set *hs = p;
+    held_take(hs);
+    return NULL;
+}
+
+/* Releases and frees what hs took. */
+static void held_drop(held_set *hs)
+{
+    for (int i = hs->from; i < hs->from + hs->taken; i++)
+        anylock_lock_free(hs->locks[i]);
+    hs->taken = 0;
+}
+
+static void *held_drop_thread(void *p)
+{
+    held_drop(p);
+    return NULL;
+}
+
+/* Pairs on one handle for secs: p50 (us) and pairs/s. */
+static int timed_pairs(anylock_lock *l, double secs, double *p50, double *pps, char *err, size_t errsize)
+{
+    bench_samples s = {0};
+    double busy = 0;
+    int rc = lock_block(l, BLOCK / 4, NULL, &busy, err, errsize);
+    busy = 0;
+    int64_t end = bench_now_ns() + (int64_t)(secs * 1e9);
+    while (rc == 0 && (bench_now_ns() < end || s.n < BLOCK))
+        rc = lock_block(l, BLOCK / 4, &s, &busy, err, errsize);
+    *p50 = bench_samples_quantile(&s, 0.5);
+    *pps = busy > 0 ? (double)s.n / busy : NAN;
+    bench_samples_free(&s);
+    return rc;
+}
+
+static int memory_worker(int me, void *p)
+{
+    (void)me;
+    const store_ctx *ctx = p;
+    const bench_options *o = ctx->o;
+    memory_shared *sh = (memory_shared *)((const char *)ctx + sizeof *ctx);
+    int is_pg = !strncmp(ctx->url, "postgres", 8);
+    int held = o->held, others = o->others > o->held ? o->others : o->held;
+    if (is_pg && held > o->pg_max_held)
+        held = o->pg_max_held;
+    if (is_pg && others > o->pg_max_held)
+        others = o->pg_max_held;
+    /* file:// keeps two descriptors open per held lock (the lock's file and
+     * its holder record): raise the soft limit to the hard one and hold no
+     * more than it allows, less a margin for the clients, floors and the
+     * store's own files. */
+    if (!strncmp(ctx->url, "file:", 5)) {
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+            if (rl.rlim_cur < rl.rlim_max) {
+                rl.rlim_cur = rl.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &rl);
+                getrlimit(RLIMIT_NOFILE, &rl);
+            }
+            long cap = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 10000000 ? 10000000 : ((long)rl.rlim_cur - 512) / 2;
+            if (cap < 1)
+                cap = 1;
+            if (held > cap)
+                held = (int)cap;
+            if (others > cap)
+                others = (int)cap;
+        }
+    }
+    int k = o->clients > 0 ? o->clients : 1;
+    char err[400] = "";
+    malloc_trim(0);
+
+    /* The store library's own connections. */
+    bench_floor **fl = calloc((size_t)k, sizeof *fl);
+    anylock_client **cs = calloc((size_t)k, sizeof *cs);
+    anylock_lock **locks = calloc((size_t)others, sizeof *locks);
+    if (!fl || !cs || !locks) {
+        shared_fail(&sh->h, "out of memory");
+        return 1;
+    }
+    double r0 = rss_kib();
+    int nf = 0;
+    for (; nf < k; nf++) {
+        char ferr[256];
+        if (!(fl[nf] = bench_floor_open(ctx->url, ferr, sizeof ferr)))
+            break;
+        /* A whole floor pair, so that a floor that takes something (flock,
+         * BEGIN IMMEDIATE) gives it back before the next connection. */
+        int bad = 0;
+        for (int t = 0; t < bench_floor_trips_per_pair(fl[nf]) && !bad; t++)
+            bad = bench_floor_round_trip(fl[nf], ferr, sizeof ferr) != 0;
+        if (bad) {
+            nf++;
+            break;
+        }
+    }
+    double r1 = rss_kib();
+    sh->floor_conn_kib = nf == k ? (r1 - r0) / k : NAN;
+
+    /* anylock's clients, each used once. */
+    int rc = 0;
+    for (int i = 0; i < k && rc == 0; i++) {
+        anylock_lock *l = NULL;
+        anylock_status st = anylock_open(ctx->url, &cs[i]);
+        char name[200];
+        snprintf(name, sizeof name, "%.80s-client-%d", ctx->name, i);
+        if (st != ANYLOCK_OK || (st = anylock_lock_new(cs[i], name, &l)) != ANYLOCK_OK ||
+            (st = anylock_acquire(l)) != ANYLOCK_OK || (st = anylock_release(l)) != ANYLOCK_OK) {
+            shared_fail(&sh->h, "client %d: %s: %s", i, anylock_status_name(st),
+                        l ? anylock_lock_errmsg(l) : cs[i] ? anylock_errmsg(cs[i]) : "out of memory");
+            rc = -1;
+        }
+        anylock_lock_free(l);
+    }
+    double r2 = rss_kib();
+    sh->mem_clients = k;
+    sh->client_kib = rc == 0 ? (r2 - r1) / k : NAN;
+
+    /* The pair on an empty store (but for this phase's one lock per
+     * client, released). */
+    anylock_lock *pl = NULL;
+    if (rc == 0) {
+        char name[200];
+        snprintf(name, sizeof name, "%.80s-scale", ctx->name);
+        anylock_status st;
+        if ((st = anylock_lock_new(cs[0], name, &pl)) != ANYLOCK_OK || (st = anylock_lock_set_timeout(pl, 5))) {
+            shared_fail(&sh->h, "scale lock: %s", anylock_status_name(st));
+            rc = -1;
+        } else if (timed_pairs(pl, o->uncontended_seconds / 2, &sh->empty_p50, &sh->empty_pps, err, sizeof err)) {
+            shared_fail(&sh->h, "pairs on the empty store: %s", err);
+            rc = -1;
+        }
+    }
+
+    /* Held locks on one client. */
+    int64_t fill_ns = (int64_t)(o->fill_max_seconds * 1e9);
+    held_set first = {.ctx = ctx, .h = &sh->h, .c = cs[0], .locks = locks, .from = 0, .to = held};
+    if (rc == 0 && held > 0) {
+        double r3 = rss_kib();
+        int64_t t0 = bench_now_ns();
+        first.deadline = t0 + fill_ns;
+        rc = held_take(&first);
+        sh->held_seconds = (double)(bench_now_ns() - t0) / 1e9;
+        double r4 = rss_kib();
+        sh->held = first.taken;
+        if (rc == 0 && first.taken > 0)
+            sh->held_lock_kib = (r4 - r3) / first.taken;
+    }
+    /* The others follow on from the names held (fewer when the deadline
+     * cut those short). */
+    int base = first.from + first.taken;
+    if (held > base)
+        others -= held - base;
+    held = base;
+
+    /* More names held, by fill_threads clients at once, then the pair
+     * again. */
+    int nt = o->fill_threads > 0 ? o->fill_threads : !strncmp(ctx->url, "etcd", 4) ? 16 : 4;
+    if (nt > k)
+        nt = k;
+    held_set *more = calloc((size_t)nt, sizeof *more);
+    pthread_t *th = calloc((size_t)nt, sizeof *th);
+    int started = 0;
+    if (rc == 0 && others > held && more && th) {
+        int per = (others - held + nt - 1) / nt;
+        int64_t t0 = bench_now_ns();
+        for (int i = 0; i < nt; i++) {
+            int from = held + i * per, to = from + per < others ? from + per : others;
+            more[i] = (held_set){.ctx = ctx, .h = &sh->h, .c = cs[i], .locks = locks, .from = from, .to = to,
+                                 .deadline = t0 + fill_ns};
+            if (from < to && pthread_create(&th[i], NULL, held_thread, &more[i]) == 0)
+                started = i + 1;
+            else if (from < to) {
+                shared_fail(&sh->h, "cannot start a thread");
+                break;
+            }
+        }
+        int taken = first.taken;
+        for (int i = 0; i < started; i++) {
+            pthread_join(th[i], NULL);
+            taken += more[i].taken;
+        }
+        double secs = (double)(bench_now_ns() - t0) / 1e9;
+        sh->fill_per_s = secs > 0 ? (double)(taken - first.taken) / secs : NAN;
+        if (atomic_load(&sh->h.failed))
+            rc = -1;
+        sh->others = taken;
+    } else if (rc == 0) {
+        sh->others = first.taken;
+    }
+    if (rc == 0 && sh->others > 0 &&
+        timed_pairs(pl, o->uncontended_seconds / 2, &sh->full_p50, &sh->full_pps, err, sizeof err)) {
+        shared_fail(&sh->h, "pairs with %d names held: %s", sh->others, err);
+        rc = -1;
+    }
+    anylock_lock_free(pl);
+    /* Give everything back (in parallel, on the clients that took it). */
+    int *joined = calloc((size_t)nt, sizeof *joined);
+    for (int i = 0; i < started; i++) {
+        if (joined && pthread_create(&th[i], NULL, held_drop_thread, &more[i]) == 0)
+            joined[i] = 1;
+        else
+            held_drop(&more[i]);
+    }
+    held_drop(&first);
+    for (int i = 0; i < started; i++)
+        if (joined && joined[i])
+            pthread_join(th[i], NULL);
+    free(joined);
+    for (int i = 0; i < k; i++)
+        anylock_close(cs[i]);
+    for (int i = 0; i < nf; i++)
+        bench_floor_close(fl[i]);
+    free(more);
+    free(th);
+    free(fl);
+    free(cs);
+    free(locks);
+    return rc == 0 ? 0 : 1;
+}
+
+static int phase_memory(const store_ctx *ctx, bench_result *r)
+{
+    /* The context and the figures in one shared block: the worker is a
+     * process. */
+    size_t size = sizeof(store_ctx) + sizeof(memory_shared);
+    store_ctx *c = shared_alloc(size);
+    if (!c) {
+        snprintf(r->error, sizeof r->error, "memory: out of memory");
+        return -1;
+    }
+    *c = *ctx;
+    memory_shared *sh = (memory_shared *)((char *)c + sizeof *c);
+    sh->floor_conn_kib = sh->client_kib = sh->held_lock_kib = sh->fill_per_s = NAN;
+    sh->empty_p50 = sh->full_p50 = sh->empty_pps = sh->full_pps = NAN;
+    worker w;
+    int failed = worker_start(&w, 0, memory_worker, 0, c) != 0;
+    if (!failed)
+        failed = worker_join(&w, bench_now_ns() + (int64_t)3600e9) != 0;
+    r->mem_clients = sh->mem_clients;
+    r->floor_conn_kib = sh->floor_conn_kib;
+    r->client_kib = sh->client_kib;
+    r->held = sh->held;
+    r->held_lock_kib = sh->held_lock_kib;
+    r->held_seconds = sh->held_seconds;
+    r->others = sh->others;
+    r->others_fill_per_s = sh->fill_per_s;
+    r->empty_pair_us_p50 = sh->empty_p50;
+    r->full_pair_us_p50 = sh->full_p50;
+    r->empty_pairs_per_s = sh->empty_pps;
+    r->full_pairs_per_s = sh->full_pps;
+    r->scale_ratio = sh->full_p50 / sh->empty_p50;
+    if (failed)
+        snprintf(r->error, sizeof r->error, "memory and scale: %s", sh->h.error[0] ? sh->h.error : "the worker failed");
+    munmap(c, size);
+    return failed ? -1 : 0;
+}
+
 /* ---- one store ---------------------------------------------------------------- */
 
 void bench_run_store(const char *url, const bench_options *o, bench_result *r)
@@ -941,6 +1275,9 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
     r->handoff_us_p50 = r->handoff_us_p99 = r->handoff_us_max = nan;
     r->cpu_hold_s = r->cpu_user_s = r->cpu_sys_s = r->cpu_core_percent = r->cpu_wake_us = nan;
     r->flock_pairs_per_s = r->flock_pair_us_p50 = r->flock_handoff_us_p50 = nan;
+    r->floor_conn_kib = r->client_kib = r->held_lock_kib = r->held_seconds = r->others_fill_per_s = nan;
+    r->empty_pair_us_p50 = r->full_pair_us_p50 = r->empty_pairs_per_s = r->full_pairs_per_s = nan;
+    r->scale_ratio = nan;
     if (!anylock_backend_available(r->scheme)) {
         snprintf(r->error, sizeof r->error, "the %s:// backend is not available in this build", r->scheme);
         return;
@@ -975,6 +1312,12 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
             snprintf(r->error, sizeof r->error, "contended (%d): %s", n, err);
             return;
         }
+    }
+    if (o->held > 0 || o->others > 0) {
+        progress(o, "%s: memory per client and per held lock (%d held), pairs with %d names held\n", url, o->held,
+                 o->others);
+        if (phase_memory(&ctx, r) != 0)
+            return;
     }
     if (!strcmp(r->scheme, "sqlite") && o->names > 0) {
         progress(o, "%s: %d distinct names taken and released\n", url, o->names);
