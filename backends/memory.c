@@ -46,7 +46,9 @@ typedef struct mem_ns {
     char *name;
     size_t refs;
     pthread_cond_t changed; /* a holder left */
-    mem_entry *entries;
+    mem_entry **buckets;    /* a hash table of entries by key, chained through next */
+    size_t nbuckets;        /* a power of two, or 0 before the first entry */
+    size_t nentries;
     uint64_t token;
 } mem_ns;
 
@@ -91,10 +93,21 @@ static void entry_free(mem_entry *e)
     free(e);
 }
 
+/* FNV-1a: the bucket of a key. */
+static size_t bucket_of(const mem_ns *ns, const char *key, size_t key_len)
+{
+    uint64_t h = 14695981039346656037u;
+    for (size_t i = 0; i < key_len; i++)
+        h = (h ^ (unsigned char)key[i]) * 1099511628211u;
+    return (size_t)(h & (ns->nbuckets - 1));
+}
+
 /* The entry for key (pruned of expired holders), or NULL. */
 static mem_entry **find(mem_ns *ns, const char *key, size_t key_len, int64_t now)
 {
-    for (mem_entry **p = &ns->entries; *p; p = &(*p)->next) {
+    if (!ns->nbuckets)
+        return NULL;
+    for (mem_entry **p = &ns->buckets[bucket_of(ns, key, key_len)]; *p; p = &(*p)->next) {
         if ((*p)->key_len == key_len && !memcmp((*p)->key, key, key_len)) {
             prune(ns, *p, now);
             return p;
@@ -103,14 +116,49 @@ static mem_entry **find(mem_ns *ns, const char *key, size_t key_len, int64_t now
     return NULL;
 }
 
-/* Removes an entry nobody holds or waits for. */
-static void tidy(mem_entry **p)
+/* Adds e, growing the table to keep about one entry per bucket; -1 when out
+ * of memory. */
+static int insert(mem_ns *ns, mem_entry *e)
+{
+    if (ns->nentries >= ns->nbuckets) {
+        size_t n = ns->nbuckets ? ns->nbuckets * 2 : 64;
+        mem_entry **b = calloc(n, sizeof *b);
+        if (!b)
+            return -1;
+        mem_ns grown = {.buckets = b, .nbuckets = n};
+        for (size_t i = 0; i < ns->nbuckets; i++)
+            while (ns->buckets[i]) {
+                mem_entry *x = ns->buckets[i];
+                ns->buckets[i] = x->next;
+                mem_entry **to = &b[bucket_of(&grown, x->key, x->key_len)];
+                x->next = *to;
+                *to = x;
+            }
+        free(ns->buckets);
+        ns->buckets = b;
+        ns->nbuckets = n;
+    }
+    mem_entry **to = &ns->buckets[bucket_of(ns, e->key, e->key_len)];
+    e->next = *to;
+    *to = e;
+    ns->nentries++;
+    return 0;
+}
+
+/* Unlinks and frees the entry at *p. */
+static void unlink_entry(mem_ns *ns, mem_entry **p)
 {
     mem_entry *e = *p;
-    if (e->nholders || e->writers_waiting)
-        return;
     *p = e->next;
+    ns->nentries--;
     entry_free(e);
+}
+
+/* Removes an entry nobody holds or waits for. */
+static void tidy(mem_ns *ns, mem_entry **p)
+{
+    if (!(*p)->nholders && !(*p)->writers_waiting)
+        unlink_entry(ns, p);
 }
 
 static mem_holder *holder_of(mem_entry *e, const anylock_op *op)
@@ -169,11 +217,10 @@ static void mem_close(anylock_op *op)
                 *p = ns->next;
                 break;
             }
-        while (ns->entries) {
-            mem_entry *e = ns->entries;
-            ns->entries = e->next;
-            entry_free(e);
-        }
+        for (size_t i = 0; i < ns->nbuckets; i++)
+            while (ns->buckets[i])
+                unlink_entry(ns, &ns->buckets[i]);
+        free(ns->buckets);
         pthread_cond_destroy(&ns->changed);
         free(ns->name);
         free(ns);
@@ -259,9 +306,12 @@ static anylock_status mem_acquire(anylock_op *op)
             memcpy(e->key, op->key, op->key_len);
             e->key[op->key_len] = '\0';
             e->key_len = op->key_len;
-            e->next = ns->entries;
-            ns->entries = e;
-            p = &ns->entries;
+            if (insert(ns, e) != 0) {
+                entry_free(e);
+                st = ANYLOCK_NOMEM;
+                break;
+            }
+            p = find(ns, op->key, op->key_len, now);
         }
         mem_entry *e = *p;
         if (holder_of(e, op)) {
@@ -306,7 +356,7 @@ static anylock_status mem_acquire(anylock_op *op)
         }
     }
     if (p && *p)
-        tidy(p);
+        tidy(ns, p);
     pthread_mutex_unlock(&mem_mu);
     return st;
 }
@@ -338,7 +388,7 @@ static anylock_status mem_release(anylock_op *op)
         pthread_cond_broadcast(&ns->changed);
     }
     if (p)
-        tidy(p);
+        tidy(ns, p);
     pthread_mutex_unlock(&mem_mu);
     return st;
 }
@@ -357,7 +407,7 @@ static anylock_status mem_extend(anylock_op *op)
         h->expires_at = op->granted_at + op->expires_ms * 1000000;
     }
     if (p)
-        tidy(p);
+        tidy(ns, p);
     pthread_mutex_unlock(&mem_mu);
     return st;
 }
@@ -398,13 +448,14 @@ static anylock_status mem_enumerate(anylock_op *op, anylock_emitter *em)
         if (p)
             emit_entry(em, *p, op->prefix_len, now);
     } else {
-        for (mem_entry *e = ns->entries; e; e = e->next) {
-            if (!under_prefix(op, e))
-                continue;
-            prune(ns, e, now);
-            if (emit_entry(em, e, op->prefix_len, now))
-                break;
-        }
+        int stop = 0;
+        for (size_t i = 0; i < ns->nbuckets && !stop; i++)
+            for (mem_entry *e = ns->buckets[i]; e && !stop; e = e->next) {
+                if (!under_prefix(op, e))
+                    continue;
+                prune(ns, e, now);
+                stop = emit_entry(em, e, op->prefix_len, now);
+            }
     }
     pthread_mutex_unlock(&mem_mu);
     return ANYLOCK_OK;
@@ -419,7 +470,7 @@ static anylock_status mem_reset(anylock_op *op)
         while ((*p)->nholders)
             holder_drop(*p, 0);
         pthread_cond_broadcast(&ns->changed);
-        tidy(p);
+        tidy(ns, p);
     }
     pthread_mutex_unlock(&mem_mu);
     return ANYLOCK_OK;
@@ -431,22 +482,22 @@ static anylock_status mem_reset_all(anylock_op *op, size_t *count)
     *count = 0;
     pthread_mutex_lock(&mem_mu);
     int64_t now = anylock_now_ns();
-    for (mem_entry **p = &ns->entries; *p;) {
-        mem_entry *e = *p;
-        if (under_prefix(op, e)) {
-            prune(ns, e, now);
-            *count += e->nholders > 0;
-            while (e->nholders)
-                holder_drop(e, 0);
-            pthread_cond_broadcast(&ns->changed);
-            if (!e->writers_waiting) {
-                *p = e->next;
-                entry_free(e);
-                continue;
+    for (size_t i = 0; i < ns->nbuckets; i++)
+        for (mem_entry **p = &ns->buckets[i]; *p;) {
+            mem_entry *e = *p;
+            if (under_prefix(op, e)) {
+                prune(ns, e, now);
+                *count += e->nholders > 0;
+                while (e->nholders)
+                    holder_drop(e, 0);
+                pthread_cond_broadcast(&ns->changed);
+                if (!e->writers_waiting) {
+                    unlink_entry(ns, p);
+                    continue;
+                }
             }
+            p = &(*p)->next;
         }
-        p = &(*p)->next;
-    }
     pthread_mutex_unlock(&mem_mu);
     return ANYLOCK_OK;
 }
