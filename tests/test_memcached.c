@@ -1821,10 +1821,19 @@ int main(void)
     conformance_config binary_cfg = text_cfg;
     binary_cfg.label = "memcached-binary";
     binary_cfg.url = binary_url;
-    /* The suite keeps a pointer to its config: one run per protocol, one
-     * after the other. */
-    int rc = conformance_run(conformance_suite(&text_cfg), NULL);
+    /* The two protocols' suites run side by side, the text one in a child
+     * (every conformance test has a prefix of its own, and the store's own
+     * tests use names the suite never does): most of their time goes on
+     * waiting for whole-second expiries. */
+    fflush(NULL);
+    pid_t text = fork();
+    if (text == 0)
+        _exit(conformance_run(conformance_suite(&text_cfg), NULL));
+    int rc = text < 0;
     rc |= conformance_run(conformance_suite(&binary_cfg), memcached_suite());
+    int status = 0;
+    if (text > 0 && (waitpid(text, &status, 0) != text || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+        rc = 1;
     test_server_stop(&shared);
     return rc;
 }
