@@ -235,7 +235,22 @@ static void print_json(const bench_result *r)
         json_num("mean", c->mean, 1);
         printf("\"overlaps\":%llu}", (unsigned long long)c->overlaps);
     }
-    printf("],\"goal_figures\":{");
+    printf("],");
+    const struct {
+        const char *key;
+        const bench_contended *c;
+    } modes[] = {{"shared", &r->shared}, {"semaphore", &r->semaphore}};
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+        const bench_contended *c = modes[i].c;
+        if (!c->processes)
+            continue;
+        printf("\"%s\":{\"processes\":%d,\"permits\":%u,", modes[i].key, c->processes, c->permits);
+        json_num("acquisitions_per_s", c->acquisitions_per_s, 1);
+        printf("\"fewest\":%llu,\"most\":%llu,\"most_inside\":%d,\"overlaps\":%llu},",
+               (unsigned long long)c->fewest, (unsigned long long)c->most, c->most_inside,
+               (unsigned long long)c->overlaps);
+    }
+    printf("\"goal_figures\":{");
     json_num("handoff_from_release_start_floor_round_trips_p50", r->handoff_start_us_p50 / r->floor_round_trip_us_p50, 1);
     json_num("worst_fewest_over_mean", g.worst_fewest_over_mean, 1);
     printf("\"collapse_n\":%d,", g.collapse_n);
@@ -405,6 +420,21 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
             } else {
                 cell("-");
             }
+        }
+        printf("\n");
+    }
+    for (int m = 0; m < 2; m++) {
+        if (m)
+            snprintf(label, sizeof label, "  semaphore of %d: total/s", BENCH_PERMITS);
+        else
+            snprintf(label, sizeof label, "  shared, readers: total/s");
+        printf("%-34s", label);
+        for (int i = 0; i < n; i++) {
+            const bench_contended *c = m ? &rs[i].semaphore : &rs[i].shared;
+            if (c->processes)
+                cell("%.0f (%d in)%s", c->acquisitions_per_s, c->most_inside, c->overlaps ? " OVERLAP" : "");
+            else
+                cell("-");
         }
         printf("\n");
     }

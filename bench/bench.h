@@ -15,9 +15,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "anylock.h"
+
 /* ---- options ------------------------------------------------------------ */
 
 #define BENCH_MAX_NPROCS 8
+/* The permits of the modes phase's semaphore. */
+#define BENCH_PERMITS 3
 
 typedef struct bench_options {
     double uncontended_seconds; /* time spent on the uncontended pairs plus their floor */
@@ -103,7 +107,10 @@ typedef struct bench_contended {
     double acquisitions_per_s;
     uint64_t fewest, most;
     double mean;
-    uint64_t overlaps; /* times two holders were seen at once: must be 0 */
+    uint64_t overlaps; /* times more holders than the mode admits were seen at once: must be 0 */
+    anylock_mode mode; /* exclusive, or (the modes phase) shared or a semaphore */
+    unsigned permits;  /* a semaphore's */
+    int most_inside;   /* the most holders seen inside at once */
 } bench_contended;
 
 typedef struct bench_result {
@@ -137,6 +144,10 @@ typedef struct bench_result {
     /* contended throughput and fairness */
     bench_contended contended[BENCH_MAX_NPROCS];
     int ncontended;
+    /* the same with the largest worker count, as readers of a shared lock
+     * and as holders of a semaphore of BENCH_PERMITS (where the store has
+     * them; processes 0 otherwise) */
+    bench_contended shared, semaphore;
 
     /* sqlite:// only: flock(2) on the same filesystem, and the database's
      * size after many distinct names were taken and released */

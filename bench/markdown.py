@@ -135,6 +135,14 @@ def headline_rows(rs):
     return rows
 
 
+def mode_cell(r, key):
+    m = r.get(key)
+    if not m:
+        return "- (no such mode)"
+    return "%s (%d; %d)%s" % (num(m["acquisitions_per_s"]), m["processes"], m["most_inside"],
+                              " OVERLAP" if m["overlaps"] else "")
+
+
 def fuller_rows(rs):
     rows = headline_rows(rs)
     extra = [
@@ -150,6 +158,8 @@ def fuller_rows(rs):
         ("waiter's wake after a long hold", lambda r: num(get(r, "waiter_cpu", "wake_after_release_us")) + " µs"),
         ("fewest-most per worker at 16", lambda r: "%s-%s" % (num(contended(r, 16)["fewest"], 0), num(contended(r, 16)["most"], 0))
          if contended(r, 16) else "-"),
+        ("N readers of one shared lock: acquisitions/s (N; most inside at once)", lambda r: mode_cell(r, "shared")),
+        ("N holders of a semaphore of 3: acquisitions/s (N; most inside at once)", lambda r: mode_cell(r, "semaphore")),
         ("resident memory: store library's connection / anylock client",
          lambda r: "%s / %s KiB" % (num(get(r, "memory", "store_library_connection_kib"), 1),
                                     num(get(r, "memory", "client_kib"), 1))),
@@ -161,7 +171,7 @@ def fuller_rows(rs):
          if r.get("flock_same_fs") else "-"),
         ("file size after N distinct names", names_cell),
     ]
-    return rows[:2] + extra[:3] + rows[2:3] + extra[3:7] + rows[3:7] + extra[7:8] + rows[7:] + extra[8:]
+    return rows[:2] + extra[:3] + rows[2:3] + extra[3:7] + rows[3:7] + extra[7:10] + rows[7:] + extra[10:]
 
 
 def names_cell(r):

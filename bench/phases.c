@@ -713,7 +713,7 @@ static int phase_cpu(const store_ctx *ctx, bench_result *r)
 typedef struct contended_shared {
     shared_head h;
     int64_t end;
-    atomic_int inside;
+    atomic_int inside, most_inside;
     atomic_ullong overlaps;
     uint64_t counts[]; /* one per worker */
 } contended_shared;
@@ -722,6 +722,8 @@ typedef struct contended_arg {
     store_ctx ctx;
     contended_shared *sh;
     int ready[2], go[2];
+    anylock_mode mode;
+    unsigned permits;
 } contended_arg;
 
 static int contended_worker(int me, void *p)
@@ -735,6 +737,16 @@ static int contended_worker(int me, void *p)
         write_byte(a->ready[1], 'E');
         return 1;
     }
+    anylock_status mst = a->mode == ANYLOCK_SEMAPHORE ? anylock_lock_set_permits(l, a->permits)
+                                                      : anylock_lock_set_mode(l, a->mode);
+    if (mst != ANYLOCK_OK) {
+        shared_fail(&sh->h, "mode: %s: %s", anylock_status_name(mst), anylock_lock_errmsg(l));
+        close_lock(c, l);
+        write_byte(a->ready[1], 'E');
+        return 1;
+    }
+    /* How many may be inside at once (0: any number, shared). */
+    int limit = a->mode == ANYLOCK_SEMAPHORE ? (int)a->permits : a->mode == ANYLOCK_SHARED ? 0 : 1;
     write_byte(a->ready[1], 'R');
     if (read_byte(a->go[0], 120000) != 'G') {
         close_lock(c, l);
@@ -750,12 +762,17 @@ static int contended_worker(int me, void *p)
             rc = 1;
             break;
         }
-        /* The critical section: count, and check that nobody else is in. */
-        if (atomic_exchange(&sh->inside, 1) != 0)
+        /* The critical section: count, and check that no more are in than
+         * the mode admits. */
+        int in = atomic_fetch_add(&sh->inside, 1) + 1;
+        if (limit && in > limit)
             atomic_fetch_add(&sh->overlaps, 1);
+        for (int most = atomic_load(&sh->most_inside); in > most;)
+            if (atomic_compare_exchange_weak(&sh->most_inside, &most, in))
+                break;
         if (t <= sh->end)
             count++;
-        atomic_store(&sh->inside, 0);
+        atomic_fetch_sub(&sh->inside, 1);
         if ((st = anylock_release(l)) != ANYLOCK_OK) {
             shared_fail(&sh->h, "release: %s: %s", anylock_status_name(st), anylock_lock_errmsg(l));
             rc = 1;
@@ -767,7 +784,8 @@ static int contended_worker(int me, void *p)
     return rc;
 }
 
-static int phase_contended(const store_ctx *ctx, int n, bench_contended *out, char *err, size_t errsize)
+static int phase_contended(const store_ctx *ctx, int n, anylock_mode mode, unsigned permits, bench_contended *out,
+                           char *err, size_t errsize)
 {
     const bench_options *o = ctx->o;
     size_t size = sizeof(contended_shared) + (size_t)n * sizeof(uint64_t);
@@ -780,8 +798,8 @@ static int phase_contended(const store_ctx *ctx, int n, bench_contended *out, ch
         free(w);
         return -1;
     }
-    contended_arg a = {.ctx = *ctx, .sh = sh};
-    snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-contended-%d", ctx->name, n);
+    contended_arg a = {.ctx = *ctx, .sh = sh, .mode = mode, .permits = permits};
+    snprintf(a.ctx.name, sizeof a.ctx.name, "%.80s-contended-%d-%d", ctx->name, n, (int)mode);
     if (pipe(a.ready) || pipe(a.go)) {
         snprintf(err, errsize, "pipe: %s", strerror(errno));
         munmap(sh, size);
@@ -811,6 +829,9 @@ static int phase_contended(const store_ctx *ctx, int n, bench_contended *out, ch
     close(a.go[1]);
     memset(out, 0, sizeof *out);
     out->processes = n;
+    out->mode = mode;
+    out->permits = permits;
+    out->most_inside = atomic_load(&sh->most_inside);
     out->seconds = o->contended_seconds;
     out->fewest = UINT64_MAX;
     for (int i = 0; i < n; i++) {
@@ -827,6 +848,42 @@ static int phase_contended(const store_ctx *ctx, int n, bench_contended *out, ch
     munmap(sh, size);
     free(w);
     return failed ? -1 : 0;
+}
+
+/* The largest worker count as readers of a shared lock, then as holders of
+ * a semaphore of BENCH_PERMITS, on a store that has them. */
+static int phase_modes(const store_ctx *ctx, bench_result *r)
+{
+    const bench_options *o = ctx->o;
+    if (!o->nnprocs)
+        return 0;
+    anylock_client *c = NULL;
+    unsigned f = anylock_open(ctx->url, &c) == ANYLOCK_OK ? anylock_client_features(c) : 0;
+    anylock_close(c);
+    int n = o->nprocs[o->nnprocs - 1];
+    static const struct {
+        anylock_mode mode;
+        unsigned feature, permits;
+        const char *what;
+        size_t offset;
+    } modes[] = {
+        {ANYLOCK_SHARED, ANYLOCK_FEATURE_SHARED, 0, "readers of a shared lock", offsetof(bench_result, shared)},
+        {ANYLOCK_SEMAPHORE, ANYLOCK_FEATURE_SEMAPHORE, BENCH_PERMITS, "holders of a semaphore",
+         offsetof(bench_result, semaphore)},
+    };
+    for (size_t i = 0; i < sizeof modes / sizeof *modes; i++) {
+        if (!(f & modes[i].feature))
+            continue;
+        progress(o, "%s: %d %s %s for %.1f s\n", ctx->url, n, r->threads ? "threads" : "processes", modes[i].what,
+                 o->contended_seconds);
+        char err[400] = "";
+        bench_contended *out = (bench_contended *)((char *)r + modes[i].offset);
+        if (phase_contended(ctx, n, modes[i].mode, modes[i].permits, out, err, sizeof err) != 0) {
+            snprintf(r->error, sizeof r->error, "%s (%d): %s", modes[i].what, n, err);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* ---- sqlite://: flock(2) beside it, and the file after many names ------------ */
@@ -1306,13 +1363,15 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
         progress(o, "%s: %d %s contending for %.1f s\n", url, n, r->threads ? "threads" : "processes",
                  o->contended_seconds);
         char err[400] = "";
-        int rc = phase_contended(&ctx, n, &r->contended[i], err, sizeof err);
+        int rc = phase_contended(&ctx, n, ANYLOCK_EXCLUSIVE, 0, &r->contended[i], err, sizeof err);
         r->ncontended = i + 1;
         if (rc != 0) {
             snprintf(r->error, sizeof r->error, "contended (%d): %s", n, err);
             return;
         }
     }
+    if (phase_modes(&ctx, r) != 0)
+        return;
     if (o->held > 0 || o->others > 0) {
         progress(o, "%s: memory per client and per held lock (%d held), pairs with %d names held\n", url, o->held,
                  o->others);
