@@ -16,6 +16,26 @@
                       anylock_status_name(want));                                                          \
     } while (0)
 
+/* A store's own tests, each a Check test case of its name. */
+typedef struct test_case {
+    const char *name;
+    const TTest *test;
+} test_case;
+
+/* Adds cases to s, each with the fixture (if any) and the timeout. */
+static inline void add_test_cases(Suite *s, const test_case *cases, size_t n, void (*setup)(void),
+                                  void (*teardown)(void), double timeout)
+{
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        if (setup || teardown)
+            tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, timeout);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+}
+
 /* A client on url, or the test fails with the status and the message. */
 static inline anylock_client *open_ok(const char *url)
 {

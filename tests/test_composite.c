@@ -790,10 +790,7 @@ END_TEST
 static Suite *composite_suite(void)
 {
     Suite *s = suite_create("migrate");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"urls", t_urls},
         {"passwords_redacted", t_passwords_redacted},
         {"held_in_both", t_held_in_both},
@@ -809,12 +806,7 @@ static Suite *composite_suite(void)
         {"new_store_fails", t_new_store_fails},
         {"old_store_fails", t_old_store_fails},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 120);
     return s;
 }
 

@@ -1127,10 +1127,7 @@ END_TEST
 static Suite *etcd_suite(void)
 {
     Suite *s = suite_create("etcd");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"wire_keys", t_wire_keys},
         {"names_with_slash", t_names_with_slash},
         {"etcdctl_interop", t_etcdctl_interop},
@@ -1148,12 +1145,7 @@ static Suite *etcd_suite(void)
         {"no_quorum", t_no_quorum},
         {"auth", t_auth},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 120);
     return s;
 }
 

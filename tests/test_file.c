@@ -296,7 +296,7 @@ START_TEST(t_access_modes)
         anylock_client *c = open_ok(url_of(sub, cases[i].query));
         anylock_lock *l = lock_of(c, "x");
         ck_status(anylock_acquire(l), ANYLOCK_OK);
-        char p[600];
+        char p[1100];
         snprintf(p, sizeof p, "%s", path_of(sub));
         ck_assert_msg(mode_of(p) == cases[i].dir, "%s: dir %o", sub, (unsigned)mode_of(p));
         snprintf(p, sizeof p, "%s/.anylock", path_of(sub));
@@ -620,7 +620,7 @@ static int mix_child(int index, void *arg)
 {
     (void)arg;
     if (index >= MIX_ANYLOCK) {
-        char script[2400];
+        char script[4608];
         snprintf(script, sizeof script,
                  "i=0; while [ $i -lt %d ]; do flock %s/job sh -c 'v=$(cat %s); echo $((v+1)) >%s' || exit 1;"
                  " i=$((i+1)); done",
@@ -1557,10 +1557,7 @@ END_TEST
 static Suite *file_suite(void)
 {
     Suite *s = suite_create("file");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"url_forms", t_url_forms},
         {"bad_urls", t_bad_urls},
         {"access_modes", t_access_modes},
@@ -1589,13 +1586,7 @@ static Suite *file_suite(void)
         {"expiry_is_the_holders", t_expiry_is_the_holders},
         {"extend_and_inspect", t_extend_and_inspect},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
     return s;
 }
 

@@ -1732,10 +1732,7 @@ END_TEST
 static Suite *memcached_suite(void)
 {
     Suite *s = suite_create("memcached");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"key_mapping", t_key_mapping},
         {"mapped_names_distinct", t_mapped_names_distinct},
         {"text_binary_interop", t_text_binary_interop},
@@ -1768,12 +1765,7 @@ static Suite *memcached_suite(void)
         {"group_of_the_dead", t_group_of_the_dead},
         {"dead_writer_marker", t_dead_writer_marker},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 120);
     return s;
 }
 

@@ -747,10 +747,7 @@ END_TEST
 static Suite *postgres_suite(void)
 {
     Suite *s = suite_create("postgres");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"url_forms", t_url_forms},
         {"bad_urls", t_bad_urls},
         {"dead_server_and_passwords", t_dead_server_and_passwords},
@@ -767,12 +764,7 @@ static Suite *postgres_suite(void)
         {"stalled_server", t_stalled_server},
         {"server_restart", t_server_restart},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof *tests; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof *tests, NULL, NULL, 120);
     return s;
 }
 

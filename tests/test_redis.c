@@ -1353,10 +1353,7 @@ END_TEST
 static Suite *redis_suite(void)
 {
     Suite *s = suite_create("redis");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"wire_keys", t_wire_keys},
         {"wire_prefix_and_signal_expire", t_wire_prefix_and_signal_expire},
         {"noscript_recovery", t_noscript_recovery},
@@ -1384,12 +1381,7 @@ static Suite *redis_suite(void)
         {"queue_order", t_queue_order},
         {"queue_dead_waiter", t_queue_dead_waiter},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 60);
     return s;
 }
 

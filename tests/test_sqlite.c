@@ -1502,10 +1502,7 @@ END_TEST
 static Suite *sqlite_suite(void)
 {
     Suite *s = suite_create("sqlite");
-    struct {
-        const char *name;
-        const TTest *test;
-    } tests[] = {
+    test_case tests[] = {
         {"url_forms", t_url_forms},
         {"new_file_mode_and_schema", t_new_file_mode_and_schema},
         {"open_race", t_open_race},
@@ -1540,13 +1537,7 @@ static Suite *sqlite_suite(void)
         {"file_bounded", t_file_bounded},
         {"filesystem_table", t_filesystem_table},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_test_cases(s, tests, sizeof tests / sizeof tests[0], setup, teardown, 120);
     return s;
 }
 
