@@ -53,9 +53,14 @@ anylock_status anylock__client_record(anylock_client *c, anylock_status st, cons
 {
     if (st == ANYLOCK_OK)
         return st;
-    pthread_mutex_lock(&c->mu);
+    /* In a child after fork() the mutex may have been held by a thread of
+     * the parent's that does not exist here: it is never taken again. */
+    int forked = c->fork_gen != anylock__fork_generation();
+    if (!forked)
+        pthread_mutex_lock(&c->mu);
     snprintf(c->errmsg, sizeof c->errmsg, "%s", msg && *msg ? msg : anylock_strerror(st));
-    pthread_mutex_unlock(&c->mu);
+    if (!forked)
+        pthread_mutex_unlock(&c->mu);
     return st;
 }
 

@@ -204,7 +204,9 @@ void anylock_lock_free(anylock_lock *lock)
 
 int anylock_lock_held(const anylock_lock *lock)
 {
-    if (!lock)
+    /* A child after fork() holds nothing of its parent's (and must not
+     * take the parent's mutexes). */
+    if (!lock || lock->client->fork_gen != anylock__fork_generation())
         return 0;
     pthread_mutex_lock(&lock->client->mu);
     int held = holds(lock);
@@ -586,6 +588,8 @@ anylock_status anylock_lock_token(const anylock_lock *lock, uint64_t *token)
     if (!lock || !token)
         return ANYLOCK_INVALID;
     anylock_client *c = lock->client;
+    if (c->fork_gen != anylock__fork_generation())
+        return ANYLOCK_FORKED;
     pthread_mutex_lock(&c->mu);
     int held = holds(lock), has = lock->has_token;
     uint64_t t = lock->token;

@@ -5,6 +5,7 @@
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -720,6 +721,63 @@ START_TEST(t_fork_free_in_child)
 }
 END_TEST
 
+/* A thread of the parent held the client's mutex at the moment of fork():
+ * in the child the mutex stays locked for ever, so no call on an inherited
+ * handle may take it.  One thread keeps taking it while the main thread
+ * forks; every child must answer at once (a hang is killed by its alarm). */
+typedef struct mutex_spinner {
+    anylock_lock *lock;
+    atomic_int stop;
+} mutex_spinner;
+
+static void *spin_on_client_mutex(void *p)
+{
+    mutex_spinner *m = p;
+    uint64_t token;
+    while (!atomic_load(&m->stop)) {
+        (void)anylock_lock_held(m->lock);
+        (void)anylock_lock_token(m->lock, &token);
+    }
+    return NULL;
+}
+
+START_TEST(t_fork_while_another_thread_calls)
+{
+    anylock_client *c = open_ok("memory://forkbusy");
+    anylock_lock *l = NULL;
+    ck_status(anylock_lock_new(c, "f", &l), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    mutex_spinner m = {.lock = l};
+    pthread_t t;
+    pthread_create(&t, NULL, spin_on_client_mutex, &m);
+    int hung = 0, wrong = 0;
+    for (int i = 0; i < 200 && !hung; i++) {
+        pid_t pid = fork();
+        if (pid == 0) {
+            alarm(5);
+            uint64_t token;
+            anylock_lock *other = NULL;
+            int bad = anylock_acquire(l) != ANYLOCK_FORKED;
+            bad |= anylock_lock_held(l) != 0;
+            bad |= anylock_lock_token(l, &token) != ANYLOCK_FORKED;
+            bad |= anylock_lock_new(c, "g", &other) != ANYLOCK_FORKED;
+            bad |= strstr(anylock_errmsg(c), "fork") == NULL;
+            _exit(bad);
+        }
+        int status = 0;
+        waitpid(pid, &status, 0);
+        hung |= WIFSIGNALED(status);
+        wrong |= WIFEXITED(status) && WEXITSTATUS(status) != 0;
+    }
+    atomic_store(&m.stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_msg(!hung, "a child after fork() hung on a mutex its parent's thread held");
+    ck_assert_msg(!wrong, "a child after fork() got a wrong answer on an inherited handle");
+    anylock_lock_free(l);
+    ck_status(anylock_close(c), ANYLOCK_OK);
+}
+END_TEST
+
 /* The library's own threads never take the application's signals: each
  * starts with every signal blocked (a CLI that waits for SIGCHLD, a program
  * whose SIGINT handler must run in the main thread). */
@@ -784,6 +842,7 @@ int main(void)
     tcase_add_test(tc, t_log);
     tcase_add_test(tc, t_features_and_options);
     tcase_add_test(tc, t_fork_free_in_child);
+    tcase_add_test(tc, t_fork_while_another_thread_calls);
     tcase_add_test(tc, t_threads_block_signals);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
