@@ -44,4 +44,5 @@ PYTHONDONTWRITEBYTECODE=1
 export ANYLOCK_LIBRARY PYTHONPATH PYTHONDONTWRITEBYTECODE top_builddir top_srcdir
 unset ANYLOCK_URL
 cd "$top_builddir" || exit 1
-exec "$py" -m pytest -p no:cacheprovider -q -ra "$top_srcdir/python/tests"
+# No hang past a bound: a stuck test fails the run after 15 minutes.
+exec timeout -k 10 900 "$py" -m pytest -p no:cacheprovider -q -ra "$top_srcdir/python/tests"

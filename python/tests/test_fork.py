@@ -3,6 +3,7 @@
 a new client in the child works; the parent's are untouched."""
 import json
 import os
+import signal
 
 import anylock
 from anylock._ffi import lib
@@ -19,6 +20,9 @@ def _in_child(fn):
         code = 0
         try:
             os.close(r)
+            # A child that hangs (on a mutex its parent's thread held at the
+            # fork) is killed, and the test fails, rather than waiting for ever.
+            signal.alarm(20)
             out = fn()
             os.write(w, json.dumps(out).encode())
         except BaseException as e:  # noqa: B902
