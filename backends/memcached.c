@@ -65,9 +65,12 @@
 #define MC_EXPIRE_NOW 2592001
 /* Idle connections kept per client; more are made on demand and freed. */
 #define MC_POOL_IDLE_MAX 32
-/* Retries of gets + cas when the item changed between the two (the owner's
- * other handles may extend it concurrently). */
+/* Retries of gets + cas at once when the item changed between the two (the
+ * owner's other handles may extend it, and a group's members come and go);
+ * later ones pause first, a jittered backoff up to MC_CAS_PAUSE_MAX_MS, for
+ * as long as the call's deadline allows. */
 #define MC_CAS_RETRIES 8
+#define MC_CAS_PAUSE_MAX_MS 5
 /* The defaults of the URL parameters, in milliseconds. */
 #define MC_DEFAULT_CONNECT_MS 2000
 #define MC_DEFAULT_COMMAND_MS 2000
@@ -1609,7 +1612,11 @@ static anylock_status change_owned(anylock_op *op, int release)
     memset(its, 0, sizeof its);
     int meta_dropped = 0;
     st = ANYLOCK_STORE;
-    for (int round = 0; round < MC_CAS_RETRIES; round++) {
+    anylock_backoff pause;
+    anylock_backoff_init(&pause, 1, MC_CAS_PAUSE_MAX_MS);
+    for (int round = 0;; round++) {
+        if (round >= MC_CAS_RETRIES && !anylock_backoff_wait(&pause, c.deadline))
+            break;
         memcached_return_t rc = read_items(&c, keys, lens, nkeys, its, NULL, 0);
         if (rc != MEMCACHED_SUCCESS) {
             /* Nothing that changes the lock was sent. */
@@ -1695,7 +1702,8 @@ static anylock_status change_owned(anylock_op *op, int release)
         }
         /* The item changed since gets: read it again to see who owns it. */
     }
-    st = anylock_op_error(op, ANYLOCK_STORE, "lock \"%.64s\": the item kept changing during %s", op->name, what);
+    st = anylock_op_error(op, ANYLOCK_STORE, "lock \"%.64s\": the item kept changing during %s until the command "
+                          "timeout%s", op->name, what, release ? " (the lock is still held)" : "");
 done:
     for (int i = 0; i < 3; i++)
         item_clear(&its[i]);

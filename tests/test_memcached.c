@@ -1729,6 +1729,66 @@ START_TEST(t_dead_writer_marker)
 }
 END_TEST
 
+/* Readers of one shared lock taking turns as fast as they can: the group
+ * item changes under every release's gets + cas, and a release must retry
+ * until its deadline, not give up after a few tries (it did, with STORE,
+ * leaving the share held, at 16 readers in the benchmark). */
+#define CROWD_READERS 16
+#define CROWD_ROUNDS 60
+
+typedef struct crowd_reader {
+    atomic_int *failures;
+    char msg[ANYLOCK_ERRMSG_MAX];
+} crowd_reader;
+
+static void *crowd_reader_main(void *p)
+{
+    crowd_reader *r = p;
+    anylock_client *c = NULL;
+    anylock_lock *l = NULL;
+    if (anylock_open(shared.url, &c) != ANYLOCK_OK || anylock_lock_new(c, "crowd-shared", &l) != ANYLOCK_OK ||
+        anylock_lock_set_mode(l, ANYLOCK_SHARED) != ANYLOCK_OK || anylock_lock_set_expires(l, 30) != ANYLOCK_OK ||
+        anylock_lock_set_timeout(l, 20) != ANYLOCK_OK) {
+        atomic_fetch_add(r->failures, 1);
+        snprintf(r->msg, sizeof r->msg, "setup: %s", anylock_errmsg(c));
+    }
+    for (int i = 0; l && i < CROWD_ROUNDS; i++) {
+        anylock_status st = anylock_acquire(l);
+        if (st == ANYLOCK_OK)
+            st = anylock_release(l);
+        if (st != ANYLOCK_OK) {
+            atomic_fetch_add(r->failures, 1);
+            snprintf(r->msg, sizeof r->msg, "%s: %s", anylock_status_name(st), anylock_lock_errmsg(l));
+            break;
+        }
+    }
+    anylock_lock_free(l);
+    anylock_close(c);
+    return NULL;
+}
+
+START_TEST(t_shared_crowd_releases)
+{
+    atomic_int failures = 0;
+    crowd_reader r[CROWD_READERS];
+    pthread_t t[CROWD_READERS];
+    for (int i = 0; i < CROWD_READERS; i++) {
+        r[i] = (crowd_reader){.failures = &failures};
+        pthread_create(&t[i], NULL, crowd_reader_main, &r[i]);
+    }
+    for (int i = 0; i < CROWD_READERS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < CROWD_READERS; i++)
+        ck_assert_msg(!r[i].msg[0], "reader %d: %s", i, r[i].msg);
+    ck_assert_int_eq(atomic_load(&failures), 0);
+    anylock_client *c = open_url(shared.url);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "crowd-shared", &info), ANYLOCK_OK);
+    ck_assert_msg(!info.held, "a share is still held after every reader released");
+    anylock_close(c);
+}
+END_TEST
+
 static Suite *memcached_suite(void)
 {
     Suite *s = suite_create("memcached");
@@ -1760,6 +1820,7 @@ static Suite *memcached_suite(void)
         {"slow_server_calls_within_command_timeout", t_slow_server_calls_within_command_timeout},
         {"never_early", t_never_early},
         {"out_of_memory", t_out_of_memory},
+        {"shared_crowd_releases", t_shared_crowd_releases},
         {"renewal_under_load", t_renewal_under_load},
         {"group_items", t_group_items},
         {"group_of_the_dead", t_group_of_the_dead},
