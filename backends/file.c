@@ -980,6 +980,13 @@ static void gate_release(int fd)
  * file open on fd (which must own no slot).  Returns 0, or -1 with errno. */
 typedef int (*slot_fn)(void *ud, const fl_slot *s);
 
+/* Whether s is a claimed slot of the lock file dev/ino. */
+static int slot_live(const fl_slot *s, dev_t dev, ino_t ino)
+{
+    return s->magic == FL_SLOT_MAGIC && s->state == 1 && s->dev == (uint64_t)dev && s->ino == (uint64_t)ino &&
+           s->id_len <= ANYLOCK_ID_MAX && s->meta_len <= ANYLOCK_META_MAX;
+}
+
 static int scan_slots(int fd, dev_t dev, ino_t ino, slot_fn fn, void *ud)
 {
     struct stat sb;
@@ -1006,12 +1013,17 @@ static int scan_slots(int fd, dev_t dev, ino_t ino, slot_fn fn, void *ud)
     for (long i = 0; i < nslots && !stop; i++) {
         fl_slot s;
         memcpy(&s, buf + i * FL_SLOT, sizeof s);
-        if (s.magic != FL_SLOT_MAGIC || s.state != 1 || s.dev != (uint64_t)dev || s.ino != (uint64_t)ino ||
-            s.id_len > ANYLOCK_ID_MAX || s.meta_len > ANYLOCK_META_MAX)
+        if (!slot_live(&s, dev, ino))
             continue;
         struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = slot_off(i), .l_len = FL_SLOT};
         if (fcntl(fd, F_OFD_GETLK, &fl) != 0 || fl.l_type == F_UNLCK)
             continue; /* its holder is gone */
+        /* Between the read and the test its holder may have left and
+         * another taken the slot (a holder clears its slot before it lets
+         * go of it): what counts is what the slot holds now that it is
+         * known to be held. */
+        if (pread(fd, &s, sizeof s, slot_off(i)) != (ssize_t)sizeof s || !slot_live(&s, dev, ino))
+            continue;
         stop = fn(ud, &s);
     }
     free(buf);
