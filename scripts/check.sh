@@ -89,12 +89,13 @@ if [ "$mode" = valgrind ]; then
         "LOG_FLAGS=--mode=execute valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --error-exitcode=1 --fair-sched=yes --track-fds=no")
 fi
 # Most tests spend their time waiting (for expiries, timeouts, servers):
-# twice as many run at once as there are cores, also under the sanitizers
-# (a run under TSan kept the load of two cores below 0.7); not under
-# valgrind, where four at once on two cores made test_sqlite's children
-# miss their bounds.
+# twice as many run at once as there are cores in the plain and TSan runs
+# (a run under TSan kept the load of two cores below 0.7); one per core
+# under ASan, where four at once once made test_redis's timed cases miss,
+# and under valgrind, where they made test_sqlite's children miss their
+# bounds.
 case "$mode" in
-valgrind) test_jobs=$jobs ;;
+asan | valgrind) test_jobs=$jobs ;;
 *) test_jobs=$((jobs * 2)) ;;
 esac
 if ! make -s --no-print-directory -j"$test_jobs" check "${check_args[@]}"; then
