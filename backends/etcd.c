@@ -587,6 +587,26 @@ static void add_range_op(etcd_buf *b, const anylock_op *op)
     etcd_buf_add(b, "}}");
 }
 
+/* The contenders of op's name from a range answer (json, which this
+ * frees), into a->es, ordered. */
+static anylock_status queue_from_range(anylock_op *op, acq *a, json_object *json)
+{
+    json_object *kvs = range_kvs(json, &a->es.revision);
+    char *dir = malloc(op->key_len + 1);
+    if (!dir) {
+        json_object_put(json);
+        return anylock_op_error(op, ANYLOCK_NOMEM, "etcd: out of memory");
+    }
+    memcpy(dir, op->key, op->key_len);
+    dir[op->key_len] = '/';
+    anylock_status st = collect(op, kvs, dir, op->key_len + 1, 1, &a->es);
+    free(dir);
+    json_object_put(json);
+    if (st == ANYLOCK_OK)
+        settle(&a->es);
+    return st;
+}
+
 /*
  * The first transaction: if the name's directory is empty, put our keys
  * (we hold the lock); otherwise put them anyway (or not, when only trying)
@@ -631,20 +651,7 @@ static anylock_status enqueue(acq *a, int put_always, int *held)
     *held = 0;
     if (put_always)
         a->enqueued = 1;
-    json_object *kvs = range_kvs(r.json, &a->es.revision);
-    char *dir = malloc(op->key_len + 1);
-    if (!dir) {
-        json_object_put(r.json);
-        return anylock_op_error(op, ANYLOCK_NOMEM, "etcd: out of memory");
-    }
-    memcpy(dir, op->key, op->key_len);
-    dir[op->key_len] = '/';
-    st = collect(op, kvs, dir, op->key_len + 1, 1, &a->es);
-    free(dir);
-    json_object_put(r.json);
-    if (st == ANYLOCK_OK)
-        settle(&a->es);
-    return st;
+    return queue_from_range(op, a, r.json);
 }
 
 /*
@@ -675,20 +682,7 @@ static anylock_status look_at(acq *a, int serializable)
     if (st != ANYLOCK_OK)
         return st;
     entries_free(&a->es);
-    json_object *kvs = range_kvs(r.json, &a->es.revision);
-    char *dir = malloc(op->key_len + 1);
-    if (!dir) {
-        json_object_put(r.json);
-        return anylock_op_error(op, ANYLOCK_NOMEM, "etcd: out of memory");
-    }
-    memcpy(dir, op->key, op->key_len);
-    dir[op->key_len] = '/';
-    st = collect(op, kvs, dir, op->key_len + 1, 1, &a->es);
-    free(dir);
-    json_object_put(r.json);
-    if (st == ANYLOCK_OK)
-        settle(&a->es);
-    return st;
+    return queue_from_range(op, a, r.json);
 }
 
 static int has_key(const acq *a)
