@@ -100,7 +100,14 @@ asan | valgrind) test_jobs=$jobs ;;
 esac
 if ! make -s --no-print-directory -j"$test_jobs" check "${check_args[@]}"; then
     for log in tests/*.log; do
-        grep -q '^FAIL\|^ERROR' "$log" 2>/dev/null && { echo "==== $log"; tail -n 60 "$log"; }
+        grep -q '^FAIL\|^ERROR' "$log" 2>/dev/null || continue
+        # Check's own failure lines and the first lines of each report
+        # valgrind or a sanitizer made (a long leak report would push them
+        # out of the tail), then the end of the log.
+        echo "==== $log: failures"
+        grep -E ':[FE]:|Process terminating|ERROR SUMMARY: [1-9]|definitely lost in|SUMMARY: (Address|Undefined|Thread)|^(test|child|contender)' "$log" | head -n 40
+        echo "==== $log: the end"
+        tail -n 60 "$log"
     done
     exit 1
 fi

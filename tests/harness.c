@@ -486,8 +486,12 @@ int test_fork_n(int n, int (*fn)(int index, void *arg), void *arg, double timeou
             }
             test_sleep(0.005);
         }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fprintf(stderr, "child %d of %d (pid %ld) %s %d\n", i, n, (long)pids[i],
+                    WIFEXITED(status) ? "exited with status" : "was killed by signal",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
             failed++;
+        }
     }
     free(pids);
     return failed;
