@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
  * postgres://... and postgresql://...: session-level advisory locks, in
- * libpq's own URI form (see docs/postgres.md and
- * ../shared/spec/postgres-notes.md).
+ * libpq's own URI form (see docs/postgres.md).
  *
  * A lock name maps to a 64-bit advisory key: the first 8 bytes of the
  * SHA-256 of prefix + name, big-endian, as a signed bigint.  A held lock is
@@ -15,9 +14,12 @@
  *
  * Beside the locks, a table (anylock_locks by default) has one row per
  * holder and per waiter: key, name, owner id, mode, metadata, expiry, fencing
- * token and the backend pid.  A row counts only while the lock manager shows
- * its pid holding its key (pg_locks), so rows left by dead sessions are never
- * shown as held.  A few PL/pgSQL functions beside the table do each step in
+ * token and the backend pid.  Each of anylock's sessions holds an identity
+ * advisory lock (a random key in the two-integer space) for its life, and a
+ * row counts only while a pg_try_advisory_lock on that key says its session
+ * lives, so rows left by dead sessions are never shown as held (pg_locks,
+ * which takes every lock-manager partition lock, is read only by inspect,
+ * list and reset).  A few PL/pgSQL functions beside the table do each step in
  * one round trip: take (check collisions, modes and the owner, try the lock,
  * record the holder or the waiter), wait (the blocking pg_advisory_lock, then
  * record the holder and its token), release, and reset (pg_terminate_backend
