@@ -5,7 +5,7 @@
  *
  *   anylock-bench [options] URL...
  *
- * The goals of issue 7 are SHOWN next to the figures (met / missed); they are
+ * The performance goals are SHOWN next to the figures (met / missed); they are
  * never asserted, and the exit status only says whether every phase ran.
  */
 #include <getopt.h>
