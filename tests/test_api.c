@@ -117,6 +117,14 @@ START_TEST(t_password_hidden)
     ck_status(anylock_open("memory://u:Hunter2Secret@ns?bogus=1", &c), ANYLOCK_URL_UNKNOWN_PARAM);
     ck_assert_ptr_null(strstr(anylock_errmsg(c), "Hunter2Secret"));
     anylock_close(c);
+    /* Stores with no credentials refuse them rather than ignore them. */
+    const char *no_users[] = {"memory://u:Hunter2Secret@ns", "open://u:Hunter2Secret@", "memory://u@ns"};
+    for (size_t i = 0; i < sizeof no_users / sizeof *no_users; i++) {
+        ck_status(anylock_open(no_users[i], &c), ANYLOCK_URL_BAD_USERINFO);
+        ck_assert_ptr_null(strstr(anylock_errmsg(c), "Hunter2Secret"));
+        ck_assert_ptr_null(strstr(anylock_client_url(c), "Hunter2Secret"));
+        anylock_close(c);
+    }
 }
 END_TEST
 

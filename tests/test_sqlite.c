@@ -1409,7 +1409,7 @@ START_TEST(t_handoff_wakes_waiter)
         ck_status(anylock_acquire(l), ANYLOCK_OK);
         ck_assert_int_eq(write(to_child[1], "g", 1), 1);
         ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
-        test_sleep(0.02); /* the child is waiting by now */
+        wait_queued("ho.db", 1); /* the child found it held and waits */
         times[i] = test_now();
         ck_status(anylock_release(l), ANYLOCK_OK);
         ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
