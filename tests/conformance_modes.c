@@ -482,6 +482,77 @@ START_TEST(t_killed_share_holder)
 }
 END_TEST
 
+/* ---- every option in every mode ---- */
+
+static atomic_int mode_lost_calls, mode_lost_why;
+
+static void mode_on_lost(anylock_lock *lock, anylock_status why, void *ud)
+{
+    (void)lock;
+    (void)ud;
+    atomic_store(&mode_lost_why, (int)why);
+    atomic_fetch_add(&mode_lost_calls, 1);
+}
+
+/* A share or a permit takes the options an exclusive lock takes:
+ * auto-renewal keeps it past its expiry, extend works, each acquisition
+ * gets a higher fencing token (where the store gives them), inspect counts
+ * the holders, and a reset reaches the renewing holder's lost-lock
+ * callback. */
+START_TEST(t_mode_options)
+{
+    int semaphore = _i;
+    unsigned f = conformance_features();
+    if (!(f & (semaphore ? ANYLOCK_FEATURE_SEMAPHORE : ANYLOCK_FEATURE_SHARED)))
+        return;
+    const char *tag = semaphore ? "optsem" : "optshared";
+    anylock_client *c = conformance_client(tag), *c2 = conformance_client(tag);
+    anylock_lock *a = semaphore ? permit_lock(c, "job", 2) : shared_lock(c, "job");
+    anylock_lock *b = semaphore ? permit_lock(c2, "job", 2) : shared_lock(c2, "job");
+    atomic_store(&mode_lost_calls, 0);
+    ck_status(anylock_lock_set_expires(a, cfg->expiry), ANYLOCK_OK);
+    ck_status(anylock_lock_set_auto_renewal(a, 1), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(a, mode_on_lost, NULL), ANYLOCK_OK);
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    uint64_t t1 = 0, t2 = 0;
+    if (f & ANYLOCK_FEATURE_TOKEN)
+        ck_status(anylock_lock_token(a, &t1), ANYLOCK_OK);
+    /* Two expiries later the renewals kept it. */
+    test_sleep(cfg->expiry * 2 + cfg->slack);
+    ck_assert_int_eq(anylock_lock_held(a), 1);
+    ck_assert_int_eq(atomic_load(&mode_lost_calls), 0);
+    anylock_info info;
+    ck_status(anylock_inspect(c2, "job", &info), ANYLOCK_OK);
+    ck_assert_int_eq(info.held, 1);
+    ck_assert_int_eq(info.mode, semaphore ? ANYLOCK_SEMAPHORE : ANYLOCK_SHARED);
+    ck_assert_uint_eq(info.holders, 1);
+    ck_status(anylock_try_acquire(b), ANYLOCK_OK);
+    if (f & ANYLOCK_FEATURE_TOKEN) {
+        ck_status(anylock_lock_token(b, &t2), ANYLOCK_OK);
+        ck_assert_msg(t2 > t1, "the second holder's token %llu is not above the first's %llu", (unsigned long long)t2,
+                      (unsigned long long)t1);
+    }
+    ck_status(anylock_inspect(c, "job", &info), ANYLOCK_OK);
+    ck_assert_uint_eq(info.holders, 2);
+    if (f & ANYLOCK_FEATURE_EXTEND)
+        ck_status(anylock_extend(b, 30), ANYLOCK_OK);
+    /* Someone frees them all: the renewing holder hears of it. */
+    ck_status(anylock_reset(c2, "job"), ANYLOCK_OK);
+    double until = test_now() + cfg->expiry + cfg->slack + 5;
+    while (atomic_load(&mode_lost_calls) == 0 && test_now() < until)
+        test_sleep(0.02);
+    ck_assert_int_eq(atomic_load(&mode_lost_calls), 1);
+    ck_assert_int_eq(atomic_load(&mode_lost_why), ANYLOCK_NOT_HELD);
+    ck_assert_int_eq(anylock_lock_held(a), 0);
+    ck_status(anylock_release(a), ANYLOCK_NOT_HELD);
+    ck_assert_int_ne(anylock_release(b), ANYLOCK_OK);
+    anylock_lock_free(a);
+    anylock_lock_free(b);
+    anylock_close(c);
+    anylock_close(c2);
+}
+END_TEST
+
 void conformance_add_modes(Suite *s)
 {
     unsigned f = conformance_features();
@@ -501,6 +572,14 @@ void conformance_add_modes(Suite *s)
         suite_add_tcase(s, tc);
     } else {
         printf("SKIP %s/crowd_semaphore: %s\n", cfg->label, no_sem);
+    }
+    if (shared || sem) {
+        TCase *tc = tcase_create("mode_options");
+        tcase_set_timeout(tc, 300);
+        tcase_add_loop_test(tc, t_mode_options, 0, 2);
+        suite_add_tcase(s, tc);
+    } else {
+        printf("SKIP %s/mode_options: no modes on this store\n", cfg->label);
     }
     if ((shared || sem) && cfg->cross_process) {
         TCase *tc = tcase_create("killed_share_holder");
