@@ -104,6 +104,12 @@ const char *cli_holder_phrase(char *buf, size_t size, const anylock_info *info);
  * with_name), or the members of a JSON object without its braces. */
 void cli_print_info_human(FILE *f, const anylock_info *info, int with_name);
 void cli_info_json(cli_buf *b, const anylock_info *info);
+/* One of a lock's holders (anylock_holders) as an anylock_info of its own,
+ * for the functions above; and that holder as a JSON object or an indented
+ * line. */
+void cli_holder_info(anylock_info *out, const anylock_info *lock, const anylock_holder *h);
+void cli_holder_json(cli_buf *b, const anylock_info *holder);
+void cli_print_holder_human(FILE *f, const anylock_info *holder);
 
 /* "8.2 s", or "never" for ANYLOCK_FOREVER, into buf. */
 const char *cli_format_seconds(char *buf, size_t size, double seconds);

@@ -323,14 +323,49 @@ static double url_timeout(const char *url)
 
 /* ---- status, wait, list, reset ----------------------------------------------- */
 
-static int print_info(const cli_options *o, const anylock_info *info)
+typedef struct holder_list {
+    const anylock_info *lock;
+    cli_buf *json; /* NULL: one indented line per holder on stdout */
+    int n;
+} holder_list;
+
+static int on_holder(const anylock_holder *h, void *userdata)
+{
+    holder_list *hl = userdata;
+    anylock_info one;
+    cli_holder_info(&one, hl->lock, h);
+    if (hl->json) {
+        if (hl->n)
+            cli_buf_add(hl->json, ",", 1);
+        cli_holder_json(hl->json, &one);
+    } else {
+        cli_print_holder_human(stdout, &one);
+    }
+    hl->n++;
+    return 0;
+}
+
+/* status's answer; for a shared lock or a semaphore, each holder too (a
+ * "holder_list" array in JSON, an indented line each when there are
+ * several). */
+static int print_info(anylock_client *c, const cli_options *o, const char *name, const anylock_info *info)
 {
     if (o->quiet)
         return 0;
+    int each = info->held && info->mode != ANYLOCK_EXCLUSIVE;
+    cli_buf b = {0};
+    holder_list hl = {info, o->json ? &b : NULL, 0};
     if (o->json) {
-        cli_buf b = {0};
         cli_buf_add(&b, "{", 1);
         cli_info_json(&b, info);
+        if (each) {
+            size_t at = b.len;
+            cli_buf_add(&b, ",\"holder_list\":[", 16);
+            if (anylock_holders(c, name, on_holder, &hl) == ANYLOCK_OK)
+                cli_buf_add(&b, "]", 1);
+            else
+                b.len = at; /* left out, as the store could not list them */
+        }
         cli_buf_add(&b, "}\n", 2);
         if (b.nomem)
             cli_output_failure();
@@ -339,6 +374,10 @@ static int print_info(const cli_options *o, const anylock_info *info)
         cli_buf_free(&b);
     } else {
         cli_print_info_human(stdout, info, 0);
+        if (each && info->holders > 1 && anylock_holders(c, name, on_holder, &hl) != ANYLOCK_OK) {
+            char m[1024];
+            cli_error("cannot list the holders: %s", cli_esc_str(m, sizeof m, anylock_errmsg(c)));
+        }
     }
     return 0;
 }
@@ -353,7 +392,7 @@ static int cmd_status(anylock_client *c, const cli_options *o, const char *name)
                   cli_esc_str(u, sizeof u, anylock_client_url(c)), cli_esc_str(m, sizeof m, anylock_errmsg(c)));
         return cli_exit_for(st);
     }
-    print_info(o, &info);
+    print_info(c, o, name, &info);
     return info.held ? CLI_EXIT_OK : CLI_EXIT_CONFLICT;
 }
 

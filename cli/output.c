@@ -457,10 +457,9 @@ static const char *mode_name(anylock_mode m)
     return m == ANYLOCK_SHARED ? "shared" : m == ANYLOCK_SEMAPHORE ? "semaphore" : "exclusive";
 }
 
-void cli_info_json(cli_buf *b, const anylock_info *info)
+/* owner and expires_in, of a lock's holder or of one of its holders. */
+static void who_json(cli_buf *b, const anylock_info *info)
 {
-    cli_json_field(b, "name", info->name, info->name_len);
-    cli_buf_printf(b, ",\"held\":%s,", info->held ? "true" : "false");
     if (info->held) {
         cli_json_field(b, "owner", info->owner, owner_shown(info));
         if (info->owner_len > ANYLOCK_ID_MAX)
@@ -472,14 +471,11 @@ void cli_info_json(cli_buf *b, const anylock_info *info)
         cli_buf_printf(b, ",\"expires_in\":%.3f", info->expires_in);
     else
         cli_buf_add(b, ",\"expires_in\":null", 18);
-    if (info->held) {
-        cli_buf_printf(b, ",\"mode\":\"%s\",\"holders\":%u", mode_name(info->mode), info->holders);
-        if (info->mode == ANYLOCK_SEMAPHORE)
-            cli_buf_printf(b, ",\"permits\":%u", info->permits);
-    } else {
-        cli_buf_add(b, ",\"mode\":null,\"holders\":0", 24);
-    }
-    cli_buf_add(b, ",", 1);
+}
+
+/* host, pid, since and label. */
+static void details_json(cli_buf *b, const anylock_info *info)
+{
     if (info->held && info->host[0])
         cli_json_field(b, "host", info->host, strlen(info->host));
     else
@@ -497,6 +493,55 @@ void cli_info_json(cli_buf *b, const anylock_info *info)
         cli_json_field(b, "label", info->label, strlen(info->label));
     else
         cli_buf_add(b, "\"label\":null", 12);
+}
+
+void cli_info_json(cli_buf *b, const anylock_info *info)
+{
+    cli_json_field(b, "name", info->name, info->name_len);
+    cli_buf_printf(b, ",\"held\":%s,", info->held ? "true" : "false");
+    who_json(b, info);
+    if (info->held) {
+        cli_buf_printf(b, ",\"mode\":\"%s\",\"holders\":%u", mode_name(info->mode), info->holders);
+        if (info->mode == ANYLOCK_SEMAPHORE)
+            cli_buf_printf(b, ",\"permits\":%u", info->permits);
+    } else {
+        cli_buf_add(b, ",\"mode\":null,\"holders\":0", 24);
+    }
+    cli_buf_add(b, ",", 1);
+    details_json(b, info);
+}
+
+void cli_holder_info(anylock_info *out, const anylock_info *lock, const anylock_holder *h)
+{
+    *out = *lock;
+    out->owner_len = h->id_len;
+    size_t n = h->id_len < ANYLOCK_ID_MAX ? h->id_len : ANYLOCK_ID_MAX;
+    memcpy(out->owner, h->id, n);
+    out->owner[n] = '\0';
+    out->expires_in = h->expires_in;
+    snprintf(out->host, sizeof out->host, "%s", h->host ? h->host : "");
+    out->pid = h->pid;
+    out->since = h->since;
+    snprintf(out->label, sizeof out->label, "%s", h->label ? h->label : "");
+}
+
+void cli_holder_json(cli_buf *b, const anylock_info *holder)
+{
+    cli_buf_add(b, "{", 1);
+    who_json(b, holder);
+    cli_buf_add(b, ",", 1);
+    details_json(b, holder);
+    cli_buf_add(b, "}", 1);
+}
+
+void cli_print_holder_human(FILE *f, const anylock_info *holder)
+{
+    char t[32], who[2048];
+    fprintf(f, "  %s", cli_holder_phrase(who, sizeof who, holder));
+    if (isinf(holder->expires_in))
+        fprintf(f, ", never expires\n");
+    else
+        fprintf(f, ", expires in %s\n", cli_format_seconds(t, sizeof t, holder->expires_in));
 }
 
 void cli_event(const char *event, const char *name, const cli_buf *extra)

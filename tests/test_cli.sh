@@ -450,11 +450,21 @@ store_tests() {
         run_rc 0 "$A" "${U[@]}" -s -n run S true
         run_rc 1 "$A" "${U[@]}" -n run S true
         run_rc 0 "$A" "${U[@]}" --json status S
-        json_check "$OUT" "v['mode'] == 'shared'" "$what: status of a shared lock"
+        json_check "$OUT" "v['mode'] == 'shared' and len(v['holder_list']) == 1" "$what: status of a shared lock"
+        # A second shared holder: status shows each of them.
+        "$A" "${U[@]}" -s run S sh -c "echo 1 >'$d/s2'; while [ ! -e '$d/go3' ]; do sleep 0.05; done" &
+        local s2=$!; pids+=("$s2")
+        wait_for 10 test -s "$d/s2" || fail "$what: the second shared holder never started"
+        run_rc 0 "$A" "${U[@]}" --json status S
+        json_check "$OUT" "v['holders'] == 2 and len({h['owner'] for h in v['holder_list']}) == 2 and all(h['pid'] for h in v['holder_list'])" "$what: status lists both shared holders"
+        run_rc 0 "$A" "${U[@]}" status S
+        contains "$OUT" "held shared by 2 holders" "$what: status of two shared holders"
+        [ "$(grep -c '^  .*expires in' "$OUT")" = 2 ] || fail "$what: status does not show a line per holder: $(cat "$OUT")"
         run_rc 0 "$A" "${U[@]}" -s -n wait S
         run_rc 1 "$A" "${U[@]}" -n wait S
         touch "$d/go3"
         wait_pid 15 "$s1"
+        wait_pid 15 "$s2"
         run_rc 0 "$A" "${U[@]}" --permits 2 -n run P true
     else
         run_rc 70 "$A" "${U[@]}" -s -n run S true
