@@ -27,10 +27,14 @@ A=$(cd "$(dirname "$A")" && pwd)/$(basename "$A")
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/anylock-cli.XXXXXX")
 failures=0
 pids=()
+quit_pids=()
 # No ambient store or id: every test says which it uses.
 unset ANYLOCK_URL ANYLOCK_ID
 
 cleanup() {
+    # PostgreSQL's postmaster is asked to quit at once (its backends go with
+    # it); the rest are killed.
+    for p in "${quit_pids[@]}"; do kill -QUIT "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
     rm -rf "$tmp"
@@ -183,17 +187,24 @@ complete_words() { # WORDS...: what the completion offers for the last word
 #   caps_NAME       what the store can do, each tested both ways:
 #     list     list and reset-all work (else they exit 70)
 #     meta     holder metadata (host, pid, since, label) is kept
-#     shared   -s and --permits work (else exit 70, "cannot take")
+#     shared   -s works (else exit 70, "cannot take")
+#     sem      --permits works (else exit 70, "cannot take")
+#     session  a lock is freed the moment its holder dies, and needs no
+#              expiry (by default it has none)
 #     binary   names and owners holding NUL, and owners over 64 bytes, come
 #              back whole
 #     keys     keys may hold any bytes (memcached's may not)
 #     values   a foreign owner value comes back as written (its first 64
 #              bytes), not only as "held"
 #     token    the store issues fencing tokens (ANYLOCK_TOKEN for the command)
-STORES=(sqlite redis memcached)
-caps_sqlite="list keys values meta shared binary token"
-caps_redis="list keys values meta shared binary token"
-caps_memcached="meta shared"
+#     foreign  foreign_NAME can write another client's lock (postgres's
+#              holders are rows of live sessions: the shell cannot forge one)
+STORES=(sqlite redis memcached postgres etcd)
+caps_sqlite="list keys values meta shared sem binary token foreign"
+caps_redis="list keys values meta shared sem binary token foreign"
+caps_memcached="meta shared sem foreign"
+caps_postgres="list meta shared token session"
+caps_etcd="list values meta shared sem token foreign"
 
 start_sqlite() { url_sqlite="sqlite:///$tmp/locks.db"; db_sqlite=$tmp/locks.db; }
 foreign_sqlite() {
@@ -231,6 +242,57 @@ s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
 key, val = bytes.fromhex(sys.argv[2]), bytes.fromhex(sys.argv[3])
 s.sendall(b"set " + key + b" 0 0 %d\r\n" % len(val) + val + b"\r\n")
 assert s.recv(100).startswith(b"STORED"), "memcached did not store it"
+PY
+}
+
+# PostgreSQL refuses to run as root: as root, initdb and the server run as
+# the "postgres" user (setpriv execs, so the PID kept is the postmaster's).
+start_postgres() {
+    local bindir=${ANYLOCK_PG_BINDIR:-}
+    [ -n "$bindir" ] || bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    [ -x "$bindir/postgres" ] || { fail "postgresql not installed"; return 1; }
+    local as=() pg=$tmp/pg
+    mkdir -p "$pg"
+    if [ "$(id -u)" = 0 ]; then
+        chmod 711 "$tmp" # the postgres user may pass through to its own directory
+        chown -R postgres: "$pg" || { fail "no postgres user to run PostgreSQL as"; return 1; }
+        as=(setpriv --reuid=postgres --regid=postgres --init-groups)
+    fi
+    "${as[@]}" "$bindir/initdb" -D "$pg/data" -A trust -U postgres -E UTF8 --locale=C -N >"$pg/initdb.log" 2>&1 ||
+        { fail "initdb failed: $(cat "$pg/initdb.log")"; return 1; }
+    port_postgres=$(free_port)
+    "${as[@]}" "$bindir/postgres" -D "$pg/data" -k "$pg" -h 127.0.0.1 -p "$port_postgres" -c fsync=off \
+        >"$pg/server.log" 2>&1 &
+    pids+=($!); quit_pids+=($!)
+    wait_for 30 "$bindir/pg_isready" -q -h 127.0.0.1 -p "$port_postgres" ||
+        { fail "postgres did not start: $(cat "$pg/server.log")"; return 1; }
+    url_postgres="postgres://postgres@127.0.0.1:$port_postgres/postgres"
+}
+
+# One member is enough for the command (tests/test_etcd runs a 3-member
+# cluster).
+start_etcd() {
+    command -v etcd >/dev/null || { fail "etcd not installed"; return 1; }
+    port_etcd=$(free_port)
+    local peer
+    peer=$(free_port)
+    etcd --name cli --data-dir "$tmp/etcd" --listen-client-urls "http://127.0.0.1:$port_etcd" \
+        --advertise-client-urls "http://127.0.0.1:$port_etcd" --listen-peer-urls "http://127.0.0.1:$peer" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "cli=http://127.0.0.1:$peer" \
+        --log-level error >"$tmp/etcd.log" 2>&1 &
+    pids+=($!)
+    wait_for 20 "$PY" -c 'import sys, urllib.request; urllib.request.urlopen("http://127.0.0.1:%s/health" % sys.argv[1], timeout=1)' \
+        "$port_etcd" || { fail "etcd did not start: $(cat "$tmp/etcd.log")"; return 1; }
+    url_etcd="etcd://127.0.0.1:$port_etcd"
+}
+# A contender key under the name, as etcdctl lock writes them (NAME/LEASE).
+foreign_etcd() {
+    "$PY" - "$port_etcd" "$1" "$2" <<'PY'
+import base64, json, sys, urllib.request
+key = bytes.fromhex(sys.argv[2]) + b"/694d3f2a1b"
+body = {"key": base64.b64encode(key).decode(), "value": base64.b64encode(bytes.fromhex(sys.argv[3])).decode()}
+req = urllib.request.Request("http://127.0.0.1:%s/v3/kv/put" % sys.argv[1], json.dumps(body).encode())
+assert "header" in json.loads(urllib.request.urlopen(req, timeout=5).read()), "etcd did not store it"
 PY
 }
 hex() { printf '%s' "$1" | od -An -v -tx1 | tr -d ' \n'; }
@@ -291,7 +353,9 @@ store_tests() {
     run_rc 0 "$A" "${U[@]}" status L
     contains "$OUT" "held by holder-A" "$what: status held"
     run_rc 0 "$A" "${U[@]}" --json status L
-    json_check "$OUT" "v['held'] is True and v['owner'] == 'holder-A' and v['mode'] == 'exclusive' and v['holders'] == 1 and v['expires_in'] > 0" \
+    local lease="v['expires_in'] > 0"
+    can session && lease="v['expires_in'] is None"
+    json_check "$OUT" "v['held'] is True and v['owner'] == 'holder-A' and v['mode'] == 'exclusive' and v['holders'] == 1 and $lease" \
         "$what: status --json held"
     # Issue 17: who the holder is (host, pid, when, the command line), on
     # stores that keep it; a store that does not says nothing made up.
@@ -435,8 +499,15 @@ store_tests() {
     kill -9 "$kpid"
     t0=$(now)
     { wait "$kpid"; } 2>/dev/null
-    run_rc 0 "$A" "${U[@]}" status L
-    contains "$OUT" "held by" "$what: still held right after SIGKILL (lease 3 s)"
+    if can session; then
+        # The holder's session ended with it: free at once, not at the end
+        # of its lease.
+        wait_for 2 sh -c "! '$A' --url '$url' status L >/dev/null" ||
+            fail "$what: still held 2 s after its holder was SIGKILLed (lease 3 s, a session store)"
+    else
+        run_rc 0 "$A" "${U[@]}" status L
+        contains "$OUT" "held by" "$what: still held right after SIGKILL (lease 3 s)"
+    fi
     run_rc 0 "$A" "${U[@]}" -w 20 run L true
     t1=$(now)
     note "$what: lock of a SIGKILLed anylock free again after $(elapsed "$t0" "$t1") s (lease 3 s)"
@@ -459,16 +530,19 @@ store_tests() {
         json_check "$OUT" "v['holders'] == 2 and len({h['owner'] for h in v['holder_list']}) == 2 and all(h['pid'] for h in v['holder_list'])" "$what: status lists both shared holders"
         run_rc 0 "$A" "${U[@]}" status S
         contains "$OUT" "held shared by 2 holders" "$what: status of two shared holders"
-        [ "$(grep -c '^  .*expires in' "$OUT")" = 2 ] || fail "$what: status does not show a line per holder: $(cat "$OUT")"
+        [ "$(grep -c '^  .*expires' "$OUT")" = 2 ] || fail "$what: status does not show a line per holder: $(cat "$OUT")"
         run_rc 0 "$A" "${U[@]}" -s -n wait S
         run_rc 1 "$A" "${U[@]}" -n wait S
         touch "$d/go3"
         wait_pid 15 "$s1"
         wait_pid 15 "$s2"
-        run_rc 0 "$A" "${U[@]}" --permits 2 -n run P true
     else
         run_rc 70 "$A" "${U[@]}" -s -n run S true
         contains "$ERR" "cannot take shared locks" "$what: -s on a store without shared locks"
+    fi
+    if can sem; then
+        run_rc 0 "$A" "${U[@]}" --permits 2 -n run P true
+    else
         run_rc 70 "$A" "${U[@]}" --permits 2 -n run P true
         contains "$ERR" "cannot take semaphores" "$what: --permits on a store without semaphores"
     fi
@@ -515,49 +589,51 @@ store_tests() {
     local prefix=lock:
     local evil_owner
     evil_owner=$(hex $'\xff\xfe\nheld by root\x1b[2J\x07')e282 # cut mid-character
-    foreign_"$what" "$(hex "${prefix}foreign-owner")" "$evil_owner"
-    run_rc 0 "$A" "${U[@]}" status foreign-owner
-    safe_text "$OUT" "$what: status of a foreign owner"
-    grep -q '^held by root' "$OUT" && fail "$what: a foreign owner forged a line: $(cat "$OUT")"
-    can values && contains "$OUT" 'held by \xFF\xFE\nheld by root\x1B[2J\x07' "$what: the foreign owner, escaped"
-    run_rc 0 "$A" "${U[@]}" --json status foreign-owner
-    if can values; then
-        json_check "$OUT" "v['owner'] == '\ufffd\ufffd\nheld by root\x1b[2J\x07\ufffd\ufffd' and bytes.fromhex(v['owner_hex']) == bytes.fromhex('$evil_owner')" \
-            "$what: --json of a foreign owner"
-    else
-        json_check "$OUT" "v['held'] is True" "$what: --json of a foreign owner: held"
-    fi
-    if can keys; then
-        foreign_"$what" "$(hex "${prefix}evil")0a$(hex "held by root")1b5d303b7469746c6507e280ae" "$(hex x)"
-        foreign_"$what" "$(hex "${prefix}bad")fffe" "$(hex y)"
-        foreign_"$what" "$(hex "${prefix}nul")00$(hex name)" "6f776e00$(hex er)"
-        foreign_"$what" "$(hex "${prefix}long")" "$(hex "$(printf 'A%.0s' {1..100})")"
-        if can list; then
-            run_rc 0 "$A" "${U[@]}" list
-            safe_text "$OUT" "$what: list of foreign names"
-            grep -q '^held by root' "$OUT" && fail "$what: a foreign name forged a line: $(cat "$OUT")"
-            contains "$OUT" 'evil\nheld by root\x1B]0;title\x07\u202E: held by x' "$what: a foreign name, escaped"
-            contains "$OUT" 'bad\xFF\xFE: held by y' "$what: a name that is not UTF-8, escaped"
-            run_rc 0 "$A" "${U[@]}" --json list
-            json_check "$OUT" "{x['name'] for x in v} >= {'evil\nheld by root\x1b]0;title\x07\u202e', 'bad\ufffd\ufffd'} and [x['name_hex'] for x in v if x['name'].startswith('bad')] == ['626164fffe']" \
-                "$what: list --json of foreign names"
-            if can binary; then
-                json_check "$OUT" "'nul\x00name' in {x['name'] for x in v} and [x['owner'] for x in v if x['name'].startswith('nul')] == ['own\x00er'] and [x['owner_len'] for x in v if x['name'] == 'long'] == [100]" \
-                    "$what: names and owners with NUL, long owners, come back whole"
-            fi
-            run_rc 0 "$A" "${U[@]}" list --names
-            safe_text "$OUT" "$what: list --names of foreign names"
+    if can foreign; then
+        foreign_"$what" "$(hex "${prefix}foreign-owner")" "$evil_owner"
+        run_rc 0 "$A" "${U[@]}" status foreign-owner
+        safe_text "$OUT" "$what: status of a foreign owner"
+        grep -q '^held by root' "$OUT" && fail "$what: a foreign owner forged a line: $(cat "$OUT")"
+        can values && contains "$OUT" 'held by \xFF\xFE\nheld by root\x1B[2J\x07' "$what: the foreign owner, escaped"
+        run_rc 0 "$A" "${U[@]}" --json status foreign-owner
+        if can values; then
+            json_check "$OUT" "v['owner'] == '\ufffd\ufffd\nheld by root\x1b[2J\x07\ufffd\ufffd' and bytes.fromhex(v['owner_hex']) == bytes.fromhex('$evil_owner')" \
+                "$what: --json of a foreign owner"
+        else
+            json_check "$OUT" "v['held'] is True" "$what: --json of a foreign owner: held"
         fi
-        run_rc 0 "$A" "${U[@]}" status long
-        safe_text "$OUT" "$what: status of a long owner"
-        can binary && contains "$OUT" "(an owner id of 100 bytes)" "$what: a long owner says its length"
-        run_rc 0 "$A" "${U[@]}" reset foreign-owner
-        safe_text "$OUT" "$what: reset of a foreign owner"
-        # The names that cannot be typed go with reset-all below.
-        run_rc 0 "$A" "${U[@]}" reset long
-    else
-        run_rc 0 "$A" "${U[@]}" reset foreign-owner
-        safe_text "$OUT" "$what: reset of a foreign owner"
+        if can keys; then
+            foreign_"$what" "$(hex "${prefix}evil")0a$(hex "held by root")1b5d303b7469746c6507e280ae" "$(hex x)"
+            foreign_"$what" "$(hex "${prefix}bad")fffe" "$(hex y)"
+            foreign_"$what" "$(hex "${prefix}nul")00$(hex name)" "6f776e00$(hex er)"
+            foreign_"$what" "$(hex "${prefix}long")" "$(hex "$(printf 'A%.0s' {1..100})")"
+            if can list; then
+                run_rc 0 "$A" "${U[@]}" list
+                safe_text "$OUT" "$what: list of foreign names"
+                grep -q '^held by root' "$OUT" && fail "$what: a foreign name forged a line: $(cat "$OUT")"
+                contains "$OUT" 'evil\nheld by root\x1B]0;title\x07\u202E: held by x' "$what: a foreign name, escaped"
+                contains "$OUT" 'bad\xFF\xFE: held by y' "$what: a name that is not UTF-8, escaped"
+                run_rc 0 "$A" "${U[@]}" --json list
+                json_check "$OUT" "{x['name'] for x in v} >= {'evil\nheld by root\x1b]0;title\x07\u202e', 'bad\ufffd\ufffd'} and [x['name_hex'] for x in v if x['name'].startswith('bad')] == ['626164fffe']" \
+                    "$what: list --json of foreign names"
+                if can binary; then
+                    json_check "$OUT" "'nul\x00name' in {x['name'] for x in v} and [x['owner'] for x in v if x['name'].startswith('nul')] == ['own\x00er'] and [x['owner_len'] for x in v if x['name'] == 'long'] == [100]" \
+                        "$what: names and owners with NUL, long owners, come back whole"
+                fi
+                run_rc 0 "$A" "${U[@]}" list --names
+                safe_text "$OUT" "$what: list --names of foreign names"
+            fi
+            run_rc 0 "$A" "${U[@]}" status long
+            safe_text "$OUT" "$what: status of a long owner"
+            can binary && contains "$OUT" "(an owner id of 100 bytes)" "$what: a long owner says its length"
+            run_rc 0 "$A" "${U[@]}" reset foreign-owner
+            safe_text "$OUT" "$what: reset of a foreign owner"
+            # The names that cannot be typed go with reset-all below.
+            run_rc 0 "$A" "${U[@]}" reset long
+        else
+            run_rc 0 "$A" "${U[@]}" reset foreign-owner
+            safe_text "$OUT" "$what: reset of a foreign owner"
+        fi
     fi
 
     note "$what: $SECONDS s so far"
