@@ -430,9 +430,19 @@ const char *cli_holder_phrase(char *buf, size_t size, const anylock_info *info)
     return buf;
 }
 
+/* ", expires in 8.2 s" or ", never expires", and the end of the line. */
+static void print_expiry(FILE *f, double expires_in)
+{
+    char t[32];
+    if (isinf(expires_in))
+        fprintf(f, ", never expires\n");
+    else
+        fprintf(f, ", expires in %s\n", cli_format_seconds(t, sizeof t, expires_in));
+}
+
 void cli_print_info_human(FILE *f, const anylock_info *info, int with_name)
 {
-    char t[32], name[4 * ANYLOCK_NAME_MAX + 8], who[2048];
+    char name[4 * ANYLOCK_NAME_MAX + 8], who[2048];
     if (with_name)
         fprintf(f, "%s: ", cli_esc(name, sizeof name, info->name, info->name_len));
     if (!info->held) {
@@ -446,10 +456,14 @@ void cli_print_info_human(FILE *f, const anylock_info *info, int with_name)
         fprintf(f, "held by %u of %u permits, one of them by %s", info->holders, info->permits, who);
     else
         fprintf(f, "held by %s", who);
-    if (isinf(info->expires_in))
-        fprintf(f, ", never expires\n");
+    /* Of several holders, expires_in is the last one's, not that one's. */
+    char t[32];
+    if (info->holders > 1 && isinf(info->expires_in))
+        fprintf(f, "; at least one of them never expires\n");
+    else if (info->holders > 1)
+        fprintf(f, "; the last of them expires in %s\n", cli_format_seconds(t, sizeof t, info->expires_in));
     else
-        fprintf(f, ", expires in %s\n", cli_format_seconds(t, sizeof t, info->expires_in));
+        print_expiry(f, info->expires_in);
 }
 
 static const char *mode_name(anylock_mode m)
@@ -536,12 +550,9 @@ void cli_holder_json(cli_buf *b, const anylock_info *holder)
 
 void cli_print_holder_human(FILE *f, const anylock_info *holder)
 {
-    char t[32], who[2048];
+    char who[2048];
     fprintf(f, "  %s", cli_holder_phrase(who, sizeof who, holder));
-    if (isinf(holder->expires_in))
-        fprintf(f, ", never expires\n");
-    else
-        fprintf(f, ", expires in %s\n", cli_format_seconds(t, sizeof t, holder->expires_in));
+    print_expiry(f, holder->expires_in);
 }
 
 void cli_event(const char *event, const char *name, const cli_buf *extra)
