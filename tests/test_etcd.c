@@ -910,6 +910,48 @@ static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
     atomic_fetch_add(&lost_calls, 1);
 }
 
+/* A lease revoked from outside (an operator's `etcdctl lease revoke`)
+ * takes the holder's keys with it: the renewing holder hears that it lost
+ * the lock (NOT_HELD) at its next renewal, within its expiry, and another
+ * client gets the lock at once. */
+START_TEST(t_lease_revoked)
+{
+    anylock_client *c = open_url("%s?prefix=revoke:", cl.url), *c2 = open_url("%s?prefix=revoke:", cl.url);
+    anylock_lock *h = new_lock(c, "r", 3, -1);
+    ck_status(anylock_lock_set_auto_renewal(h, 1), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(h, on_lost, NULL), ANYLOCK_OK);
+    atomic_store(&lost_calls, 0);
+    ck_status(anylock_acquire(h), ANYLOCK_OK);
+    kv kvs[8];
+    ck_assert_int_eq(range_prefix(&cl, "revoke:r/", kvs, 8), 2);
+    json_object *j = api(&cl, "/v3/lease/revoke", "{\"ID\":\"%lld\"}", kvs[0].lease);
+    json_object_put(j);
+    double revoked = test_now();
+    ck_assert_int_eq(range_prefix(&cl, "revoke:r/", kvs, 8), 0);
+    anylock_lock *t = new_lock(c2, "r", 30, -1);
+    ck_status(anylock_try_acquire(t), ANYLOCK_OK);
+    double end = revoked + 3 + 5;
+    while (atomic_load(&lost_calls) == 0 && test_now() < end)
+        test_sleep(0.02);
+    ck_assert_int_eq(atomic_load(&lost_calls), 1);
+    ck_assert_int_eq(atomic_load(&lost_why), ANYLOCK_NOT_HELD);
+    printf("etcd: a holder heard of its revoked lease %.2f s after the revoke (expiry 3 s)\n", lost_at - revoked);
+    ck_assert_msg(lost_at - revoked <= 3.0, "the loss was reported %.2f s after the revoke, for a 3 s expiry",
+                  lost_at - revoked);
+    ck_assert_int_eq(anylock_lock_held(h), 0);
+    ck_status(anylock_release(h), ANYLOCK_NOT_HELD);
+    /* The new holder's lock was not touched by the loser. */
+    int locked = 0;
+    ck_status(anylock_locked(t, &locked), ANYLOCK_OK);
+    ck_assert_int_eq(locked, 1);
+    ck_status(anylock_release(t), ANYLOCK_OK);
+    anylock_lock_free(h);
+    anylock_lock_free(t);
+    anylock_close(c);
+    anylock_close(c2);
+}
+END_TEST
+
 START_TEST(t_no_quorum)
 {
     /* Two members of three stopped: nobody gets the lock, an acquire fails
@@ -1129,6 +1171,7 @@ static Suite *etcd_suite(void)
     Suite *s = suite_create("etcd");
     test_case tests[] = {
         {"wire_keys", t_wire_keys},
+        {"lease_revoked", t_lease_revoked},
         {"names_with_slash", t_names_with_slash},
         {"etcdctl_interop", t_etcdctl_interop},
         {"fifo_order", t_fifo_order},
