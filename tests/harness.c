@@ -661,8 +661,41 @@ int test_etcd_restart(test_etcd *c, int i)
     return test_etcd_leader(c, 30) < 0 ? -1 : 0;
 }
 
+/* Whether every thread of pid is stopped (state T in /proc). */
+static int all_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%ld/task", (long)pid);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 1; /* gone */
+    int all = 1;
+    struct dirent *e;
+    while (all && (e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[400], buf[512];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        const char *p = strrchr(buf, ')'); /* the state follows the command's name */
+        all = p && (p[2] == 'T' || p[2] == 't');
+    }
+    closedir(d);
+    return all;
+}
+
 void test_etcd_pause(test_etcd *c, int i, int on)
 {
-    if (c->m[i].pid)
-        kill(c->m[i].pid, on ? SIGSTOP : SIGCONT);
+    if (!c->m[i].pid)
+        return;
+    kill(c->m[i].pid, on ? SIGSTOP : SIGCONT);
+    /* A stop takes effect when each thread next runs: wait until it has,
+     * so that nothing the member does is counted after the pause. */
+    for (int k = 0; on && k < 500 && !all_stopped(c->m[i].pid); k++)
+        test_sleep(0.01);
 }

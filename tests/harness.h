@@ -94,7 +94,8 @@ void test_etcd_stop(test_etcd *c);
 void test_etcd_kill(test_etcd *c, int i);
 /* Starts member i again (same ports and data) and waits for a leader. */
 int test_etcd_restart(test_etcd *c, int i);
-/* SIGSTOP (on = 1) or SIGCONT (on = 0) member i. */
+/* SIGSTOP (on = 1: returns once every thread of it is stopped) or SIGCONT
+ * (on = 0) member i. */
 void test_etcd_pause(test_etcd *c, int i, int on);
 /* The index of the member that is leader, as the running members agree,
  * waiting up to timeout seconds; -1 if none. */
