@@ -30,7 +30,9 @@
  *
  * Acquire is a lease grant and one transaction (put our keys; if the name's
  * directory was not empty, read it back), so a free lock costs two round
- * trips and release one (revoking the lease deletes both keys).
+ * trips and release one (revoking the lease deletes both keys).  A held
+ * key that is deleted by anyone else is reported lost at once by the
+ * client's holder watch (etcd_holders.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -76,6 +78,8 @@ typedef struct etcd_state {
     int stopping, started;
     int64_t stop_deadline; /* once stopping: revokes still queued after it are dropped */
     pthread_t janitor;
+
+    etcd_holders *holders; /* the watch of the keys held (etcd_holders.c) */
 } etcd_state;
 
 /* What a handle knows of the contender it made (per-lock state). */
@@ -86,7 +90,15 @@ typedef struct etcd_lock {
     int64_t ttl;      /* the lease's TTL as asked, seconds (0: not known) */
     char hex[20];     /* the lease id in hex, as in the key */
     char suffix[24];  /* "", ".shared", ".sem<N>" */
+    etcd_held held;   /* while held: in the holder watch */
 } etcd_lock;
+
+/* Forgets the contender l describes (and takes it out of the watch). */
+static void lock_clear(etcd_state *s, etcd_lock *l)
+{
+    etcd_holders_remove(s->holders, &l->held);
+    memset(l, 0, sizeof *l);
+}
 
 /* ---- keys ------------------------------------------------------------------- */
 
@@ -517,12 +529,16 @@ static anylock_status etcd_open(anylock_op *op, const anylock_url *url)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "etcd: dial_timeout, command_timeout and recheck must "
                                 "be more than 0 seconds");
     op->lock_size = sizeof(etcd_lock);
-    return etcd_http_open(op, &cfg, &s->http);
+    anylock_status hst = etcd_http_open(op, &cfg, &s->http);
+    if (hst != ANYLOCK_OK)
+        return hst;
+    return etcd_holders_open(op, s->http, &s->holders);
 }
 
 static void etcd_close(anylock_op *op)
 {
     etcd_state *s = op->state;
+    etcd_holders_close(s->holders);
     if (s->mu_init) {
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
@@ -967,7 +983,7 @@ static int ride_out(const anylock_op *op, int64_t *outage_since, anylock_status 
 static void withdraw(acq *a)
 {
     discard_lease(a->op, a->s, a->l->lease);
-    memset(a->l, 0, sizeof *a->l);
+    lock_clear(a->s, a->l);
 }
 
 /* Makes a new contender: a new lease, keys named after it. */
@@ -981,7 +997,7 @@ static anylock_status new_contender(acq *a)
     if (st != ANYLOCK_OK)
         return st;
     etcd_lock *l = a->l;
-    memset(l, 0, sizeof *l);
+    lock_clear(a->s, l);
     l->active = 1;
     l->lease = lease;
     l->ttl = a->ttl;
@@ -1035,7 +1051,7 @@ static anylock_status etcd_acquire(anylock_op *op)
 {
     etcd_state *s = op->state;
     etcd_lock *l = op->lock_state;
-    memset(l, 0, sizeof *l);
+    lock_clear(s, l);
     acq a;
     memset(&a, 0, sizeof a);
     a.op = op;
@@ -1178,6 +1194,8 @@ restart:
     if (st == ANYLOCK_OK) {
         op->token = (uint64_t)l->rev;
         op->granted_at = a.refreshed_at;
+        /* From now on a deletion of our key is reported at once. */
+        etcd_holders_add(s->holders, op, &l->held, a.key, a.key_len, l->rev);
     } else if (st == ANYLOCK_OUTCOME_UNKNOWN || (transient(st) && a.enqueued)) {
         /* Our keys may be in the store: the core will call release, which
          * revokes the lease (else it lapses after its TTL). */
@@ -1222,7 +1240,7 @@ static anylock_status adopt(anylock_op *op, etcd_state *s, etcd_lock *l, int *ha
         const entry *e = &es.v[i];
         if (e->is_meta || !e->holder || e->value_len != op->id_len || memcmp(e->value, op->id, op->id_len))
             continue;
-        memset(l, 0, sizeof *l);
+        lock_clear(s, l);
         l->active = 1;
         l->lease = e->lease;
         l->rev = e->create;
@@ -1280,17 +1298,19 @@ static anylock_status etcd_release(anylock_op *op)
     etcd_state *s = op->state;
     etcd_lock *l = op->lock_state;
     anylock_status st;
+    /* Our own deletion is not a loss. */
+    etcd_holders_remove(s->holders, &l->held);
     if (!l->active) {
         int has_meta = 0;
         st = adopt(op, s, l, &has_meta);
         if (st != ANYLOCK_OK) {
-            memset(l, 0, sizeof *l);
+            lock_clear(s, l);
             return st;
         }
         if (!has_meta && l->lease) {
             /* Not a key anylock wrote: its lease may carry other keys. */
             st = delete_ours(op, s, l);
-            memset(l, 0, sizeof *l);
+            lock_clear(s, l);
             return st;
         }
     }
@@ -1307,7 +1327,7 @@ static anylock_status etcd_release(anylock_op *op)
     } else {
         st = l->rev ? delete_ours(op, s, l) : ANYLOCK_NOT_HELD;
     }
-    memset(l, 0, sizeof *l);
+    lock_clear(s, l);
     return st;
 }
 
@@ -1408,7 +1428,7 @@ static anylock_status etcd_extend(anylock_op *op)
         if (st != ANYLOCK_OK)
             return st;
         if (l->lease && !has_meta) {
-            memset(l, 0, sizeof *l);
+            lock_clear(s, l);
             return anylock_op_error(op, ANYLOCK_UNSUPPORTED, "lock \"%.64s\" is held under this id by a key "
                                     "anylock did not write: it cannot be extended", op->name);
         }
@@ -1427,7 +1447,14 @@ static anylock_status etcd_extend(anylock_op *op)
     }
     if (st == ANYLOCK_NOT_HELD) {
         discard_lease(op, s, l->lease);
-        memset(l, 0, sizeof *l);
+        lock_clear(s, l);
+    } else if (st == ANYLOCK_OK && !l->held.key) {
+        /* Held again through an extend (after a lost answer): watched. */
+        size_t klen;
+        char *k = contender_key(op, l, l->suffix, &klen);
+        if (k)
+            etcd_holders_add(s->holders, op, &l->held, k, klen, l->rev);
+        free(k);
     }
     return st;
 }
@@ -1604,6 +1631,13 @@ static anylock_status etcd_reset_all(anylock_op *op, size_t *count)
     return st;
 }
 
+/* The handle is freed: out of the watch. */
+static void etcd_forget(anylock_op *op)
+{
+    etcd_state *s = op->state;
+    etcd_holders_remove(s->holders, &((etcd_lock *)op->lock_state)->held);
+}
+
 const anylock_backend anylock__etcd_backend = {
     .version = ANYLOCK_BACKEND_VERSION,
     .name = "etcd",
@@ -1622,4 +1656,5 @@ const anylock_backend anylock__etcd_backend = {
     .reset_all = etcd_reset_all,
     .lock_size = sizeof(etcd_lock),
     .enumerate = etcd_enumerate,
+    .forget = etcd_forget,
 };

@@ -80,7 +80,41 @@ anylock_status etcd_watch_start(anylock_op *op, etcd_http *h, const char *create
  * for a message, 0 when the deadline came first, or a negative value when
  * the stream ended or failed (then the caller looks again with a range). */
 int etcd_watch_next(etcd_watch *w, int64_t deadline, json_object **msg);
+/* Makes a wait in etcd_watch_next (in another thread) return 0 now. */
+void etcd_watch_wakeup(etcd_watch *w);
 void etcd_watch_stop(etcd_watch *w);
+
+/* ---- the holder watch (etcd_holders.c) ------------------------------------- */
+
+/* One key a handle holds, while the watch looks after it (in the handle's
+ * per-lock state; fields are the watch's). */
+typedef struct etcd_held {
+    struct etcd_held *prev, *next;
+    anylock_lock *lock;
+    char *key;
+    size_t key_len;
+    int64_t rev;         /* the key's create revision: a deletion after it is ours */
+    int64_t need_from;   /* the first revision a stream must deliver for it */
+    int64_t joined_ns;
+    int64_t rereport_at; /* after a loss found this soon after the join, when to say it again */
+    int lost;
+    char name[68];
+} etcd_held;
+
+typedef struct etcd_holders etcd_holders;
+
+/* The watch of one client (its thread starts with the first key). */
+anylock_status etcd_holders_open(anylock_op *op, etcd_http *h, etcd_holders **out);
+void etcd_holders_close(etcd_holders *hs);
+/* Looks after key, which op's lock holds since its creation at revision
+ * rev: its deletion is reported through anylock_lock_lost() until
+ * etcd_holders_remove().  Best effort: without memory or a thread, the
+ * lock's renewal still finds the loss. */
+void etcd_holders_add(etcd_holders *hs, const anylock_op *op, etcd_held *e, const char *key, size_t key_len,
+                      int64_t rev);
+/* Stops looking after e (no report for it once this returns); a no-op for
+ * an e that was never added. */
+void etcd_holders_remove(etcd_holders *hs, etcd_held *e);
 
 /* ---- values ---------------------------------------------------------------- */
 

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -664,6 +665,7 @@ struct etcd_watch {
     size_t scan; /* bytes of in already handed out */
     int done;
     CURLcode result;
+    atomic_int woken; /* etcd_watch_wakeup was called */
 };
 
 anylock_status etcd_watch_start(anylock_op *op, etcd_http *h, const char *create_body, etcd_watch **out)
@@ -742,7 +744,7 @@ int etcd_watch_next(etcd_watch *w, int64_t deadline, json_object **msg)
             return -1;
         }
         int64_t left = anylock_ms_until(deadline);
-        if (left <= 0)
+        if (left <= 0 || atomic_exchange(&w->woken, 0))
             return 0;
         int numfds = 0;
         if (curl_multi_poll(w->multi, NULL, 0, (int)(left > 1000 ? 1000 : left), &numfds) != CURLM_OK) {
@@ -765,6 +767,12 @@ int etcd_watch_next(etcd_watch *w, int64_t deadline, json_object **msg)
             w->result = CURLE_WRITE_ERROR;
         }
     }
+}
+
+void etcd_watch_wakeup(etcd_watch *w)
+{
+    atomic_store(&w->woken, 1);
+    curl_multi_wakeup(w->multi);
 }
 
 void etcd_watch_stop(etcd_watch *w)
