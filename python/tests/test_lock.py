@@ -156,7 +156,10 @@ def test_expiry_frees_a_crashed_holder(client, name):
     b = anylock.Lock(client, name, expire=10)
     t0 = time.monotonic()
     assert b.acquire(timeout=0.5 + SLACK[client.scheme] + 3)
-    assert time.monotonic() - t0 >= 0.45
+    # Not before its expiry: where the holder's own process enforces it
+    # (file, postgres) it lets go a tenth early (the loss guard), counted
+    # from before its acquire was sent, which t0 is after.
+    assert time.monotonic() - t0 >= 0.40
     b.release()
     with pytest.raises(anylock.NotAcquired):
         a.release()
