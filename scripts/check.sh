@@ -105,7 +105,7 @@ if ! make -s --no-print-directory -j"$test_jobs" check "${check_args[@]}"; then
         # valgrind or a sanitizer made (a long leak report would push them
         # out of the tail), then the end of the log.
         echo "==== $log: failures"
-        grep -E ':[FE]:|Process terminating|ERROR SUMMARY: [1-9]|definitely lost in|SUMMARY: (Address|Undefined|Thread)|^(test|child|contender)' "$log" | head -n 40
+        grep -E ':[FE]:|^FAILED |^FAIL: |Process terminating|ERROR SUMMARY: [1-9]|definitely lost in|SUMMARY: (Address|Undefined|Thread)|^(test|child|contender)' "$log" | head -n 40
         echo "==== $log: the end"
         tail -n 60 "$log"
     done
