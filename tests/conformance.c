@@ -520,35 +520,22 @@ START_TEST(t_renewal)
 }
 END_TEST
 
-static atomic_int lost_calls;
-static atomic_int lost_why;
-
-static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    (void)ud;
-    atomic_store(&lost_why, (int)why);
-    atomic_fetch_add(&lost_calls, 1);
-}
-
 START_TEST(t_lost_callback)
 {
     anylock_client *c = client_for("lost");
     anylock_lock *a = lock_for(c, "job"), *thief = lock_for(c, "job");
-    atomic_store(&lost_calls, 0);
+    test_lost lost = {0};
     ck_status(anylock_lock_set_expires(a, cfg->expiry), ANYLOCK_OK);
     ck_status(anylock_lock_set_auto_renewal(a, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(a, on_lost, NULL), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(a, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     /* Someone force-frees the lock and takes it. */
     ck_status(anylock_reset(c, "job"), ANYLOCK_OK);
     ck_status(anylock_lock_set_expires(thief, 60), ANYLOCK_OK);
     ck_status(anylock_try_acquire(thief), ANYLOCK_OK);
-    double until = test_now() + cfg->expiry + cfg->slack + 5;
-    while (atomic_load(&lost_calls) == 0 && test_now() < until)
-        test_sleep(0.02);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
-    ck_assert_int_eq(atomic_load(&lost_why), ANYLOCK_NOT_HELD);
+    test_lost_wait(&lost, cfg->expiry + cfg->slack + 5);
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost.why), ANYLOCK_NOT_HELD);
     ck_assert_int_eq(anylock_lock_held(a), 0);
     ck_status(anylock_release(a), ANYLOCK_NOT_HELD);
     /* The thief's lock was not touched by the loser. */
@@ -1223,7 +1210,8 @@ END_TEST
 
 /* ---- assembly ---- */
 
-void conformance_add(Suite *s, const char *name, const TTest *test, int applies, const char *why_not)
+void conformance_add_loop(Suite *s, const char *name, const TTest *test, int runs, int applies,
+                          const char *why_not)
 {
     if (!applies) {
         printf("SKIP %s/%s: %s\n", cfg->label, name, why_not);
@@ -1231,8 +1219,13 @@ void conformance_add(Suite *s, const char *name, const TTest *test, int applies,
     }
     TCase *tc = tcase_create(name);
     tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, test);
+    tcase_add_loop_test(tc, test, 0, runs);
     suite_add_tcase(s, tc);
+}
+
+void conformance_add(Suite *s, const char *name, const TTest *test, int applies, const char *why_not)
+{
+    conformance_add_loop(s, name, test, 1, applies, why_not);
 }
 
 #define add conformance_add
@@ -1294,14 +1287,9 @@ Suite *conformance_suite(const conformance_config *config)
     add(s, "fencing", t_fencing,
         cfg->excludes && cfg->cross_process && (f & ANYLOCK_FEATURE_TOKEN) && !(f & ANYLOCK_FEATURE_SESSION),
         "no tokens, a session-bound store, or locks do not cross processes");
-    if (cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND) && (f & ANYLOCK_FEATURE_RESET)) {
-        TCase *tc = tcase_create("callback_calls_library");
-        tcase_set_timeout(tc, 300);
-        tcase_add_loop_test(tc, t_callback_calls_library, 0, CB_ACTIONS_);
-        suite_add_tcase(s, tc);
-    } else {
-        printf("SKIP %s/callback_calls_library: needs extend and reset\n", cfg->label);
-    }
+    conformance_add_loop(s, "callback_calls_library", t_callback_calls_library, CB_ACTIONS_,
+                         cfg->excludes && (f & ANYLOCK_FEATURE_EXTEND) && (f & ANYLOCK_FEATURE_RESET),
+                         "needs extend and reset");
     conformance_add_modes(s);
     return s;
 }

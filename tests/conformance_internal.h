@@ -22,8 +22,11 @@ unsigned conformance_features(void);
 /* Fills url with the store's URL and a prefix for tag (for child processes). */
 void conformance_url(char *url, size_t size, const char *tag);
 
-/* Adds one test case (or prints why it does not apply). */
+/* Adds one test case (or prints why it does not apply); the loop form runs
+ * the test runs times, with _i from 0. */
 void conformance_add(Suite *s, const char *name, const TTest *test, int applies, const char *why_not);
+void conformance_add_loop(Suite *s, const char *name, const TTest *test, int runs, int applies,
+                          const char *why_not);
 /* The tests of conformance_modes.c. */
 void conformance_add_modes(Suite *s);
 

@@ -484,16 +484,6 @@ END_TEST
 
 /* ---- every option in every mode ---- */
 
-static atomic_int mode_lost_calls, mode_lost_why;
-
-static void mode_on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    (void)ud;
-    atomic_store(&mode_lost_why, (int)why);
-    atomic_fetch_add(&mode_lost_calls, 1);
-}
-
 /* A share or a permit takes the options an exclusive lock takes:
  * auto-renewal keeps it past its expiry, extend works, each acquisition
  * gets a higher fencing token (where the store gives them), inspect counts
@@ -509,10 +499,10 @@ START_TEST(t_mode_options)
     anylock_client *c = conformance_client(tag), *c2 = conformance_client(tag);
     anylock_lock *a = semaphore ? permit_lock(c, "job", 2) : shared_lock(c, "job");
     anylock_lock *b = semaphore ? permit_lock(c2, "job", 2) : shared_lock(c2, "job");
-    atomic_store(&mode_lost_calls, 0);
+    test_lost lost = {0};
     ck_status(anylock_lock_set_expires(a, cfg->expiry), ANYLOCK_OK);
     ck_status(anylock_lock_set_auto_renewal(a, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(a, mode_on_lost, NULL), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(a, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     uint64_t t1 = 0, t2 = 0;
     if (f & ANYLOCK_FEATURE_TOKEN)
@@ -520,7 +510,7 @@ START_TEST(t_mode_options)
     /* Two expiries later the renewals kept it. */
     test_sleep(cfg->expiry * 2 + cfg->slack);
     ck_assert_int_eq(anylock_lock_held(a), 1);
-    ck_assert_int_eq(atomic_load(&mode_lost_calls), 0);
+    ck_assert_int_eq(atomic_load(&lost.calls), 0);
     anylock_info info;
     ck_status(anylock_inspect(c2, "job", &info), ANYLOCK_OK);
     ck_assert_int_eq(info.held, 1);
@@ -538,11 +528,9 @@ START_TEST(t_mode_options)
         ck_status(anylock_extend(b, 30), ANYLOCK_OK);
     /* Someone frees them all: the renewing holder hears of it. */
     ck_status(anylock_reset(c2, "job"), ANYLOCK_OK);
-    double until = test_now() + cfg->expiry + cfg->slack + 5;
-    while (atomic_load(&mode_lost_calls) == 0 && test_now() < until)
-        test_sleep(0.02);
-    ck_assert_int_eq(atomic_load(&mode_lost_calls), 1);
-    ck_assert_int_eq(atomic_load(&mode_lost_why), ANYLOCK_NOT_HELD);
+    test_lost_wait(&lost, cfg->expiry + cfg->slack + 5);
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost.why), ANYLOCK_NOT_HELD);
     ck_assert_int_eq(anylock_lock_held(a), 0);
     ck_status(anylock_release(a), ANYLOCK_NOT_HELD);
     ck_assert_int_ne(anylock_release(b), ANYLOCK_OK);
@@ -565,28 +553,8 @@ void conformance_add_modes(Suite *s)
     conformance_add(s, "writer_not_starved", t_writer_not_starved, shared, no_shared);
     conformance_add(s, "crowd_readers_writers", t_crowd_readers_writers, shared, no_shared);
     conformance_add(s, "semaphore_basic", t_semaphore_basic, sem, no_sem);
-    if (sem) {
-        TCase *tc = tcase_create("crowd_semaphore");
-        tcase_set_timeout(tc, 300);
-        tcase_add_loop_test(tc, t_crowd_semaphore, 0, 3);
-        suite_add_tcase(s, tc);
-    } else {
-        printf("SKIP %s/crowd_semaphore: %s\n", cfg->label, no_sem);
-    }
-    if (shared || sem) {
-        TCase *tc = tcase_create("mode_options");
-        tcase_set_timeout(tc, 300);
-        tcase_add_loop_test(tc, t_mode_options, 0, 2);
-        suite_add_tcase(s, tc);
-    } else {
-        printf("SKIP %s/mode_options: no modes on this store\n", cfg->label);
-    }
-    if ((shared || sem) && cfg->cross_process) {
-        TCase *tc = tcase_create("killed_share_holder");
-        tcase_set_timeout(tc, 300);
-        tcase_add_loop_test(tc, t_killed_share_holder, 0, 2);
-        suite_add_tcase(s, tc);
-    } else {
-        printf("SKIP %s/killed_share_holder: no modes, or locks do not cross processes\n", cfg->label);
-    }
+    conformance_add_loop(s, "crowd_semaphore", t_crowd_semaphore, 3, sem, no_sem);
+    conformance_add_loop(s, "mode_options", t_mode_options, 2, shared || sem, "no modes on this store");
+    conformance_add_loop(s, "killed_share_holder", t_killed_share_holder, 2, (shared || sem) && cfg->cross_process,
+                         "no modes, or locks do not cross processes");
 }

@@ -70,6 +70,23 @@ double test_now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+void test_lost_record(anylock_lock *lock, anylock_status why, void *userdata)
+{
+    (void)lock;
+    test_lost *rec = userdata;
+    rec->at = test_now();
+    atomic_store(&rec->why, (int)why);
+    atomic_fetch_add(&rec->calls, 1);
+}
+
+int test_lost_wait(test_lost *rec, double limit)
+{
+    double until = test_now() + limit;
+    while (!atomic_load(&rec->calls) && test_now() < until)
+        test_sleep(0.005);
+    return atomic_load(&rec->calls);
+}
+
 double test_wall_now(void)
 {
     struct timespec ts;
@@ -689,13 +706,27 @@ static int all_stopped(pid_t pid)
     return all;
 }
 
+int test_stop_process(pid_t pid, double limit)
+{
+    if (kill(pid, SIGSTOP) != 0)
+        return -1;
+    double until = test_now() + limit;
+    while (!all_stopped(pid)) {
+        if (test_now() > until)
+            return -1;
+        test_sleep(0.005);
+    }
+    return 0;
+}
+
 void test_etcd_pause(test_etcd *c, int i, int on)
 {
     if (!c->m[i].pid)
         return;
-    kill(c->m[i].pid, on ? SIGSTOP : SIGCONT);
-    /* A stop takes effect when each thread next runs: wait until it has,
-     * so that nothing the member does is counted after the pause. */
-    for (int k = 0; on && k < 500 && !all_stopped(c->m[i].pid); k++)
-        test_sleep(0.01);
+    /* Stopped for sure, so that nothing the member does is counted after
+     * the pause. */
+    if (on)
+        test_stop_process(c->m[i].pid, 5);
+    else
+        kill(c->m[i].pid, SIGCONT);
 }

@@ -12,8 +12,11 @@
 #ifndef ANYLOCK_TEST_HARNESS_H
 #define ANYLOCK_TEST_HARNESS_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "anylock.h"
 
 typedef struct test_server {
     char kind[16];    /* "redis", "memcached" or "postgres" */
@@ -59,6 +62,22 @@ double test_now(void);
 /* The wall clock (Unix time) in seconds. */
 double test_wall_now(void);
 void test_sleep(double seconds);
+
+/* What a lost-lock callback saw: pass test_lost_record as the callback and
+ * a test_lost as its userdata. */
+typedef struct test_lost {
+    atomic_int calls;
+    atomic_int why; /* the last call's status */
+    double at;      /* test_now() of the last call (read it after calls) */
+} test_lost;
+void test_lost_record(anylock_lock *lock, anylock_status why, void *userdata);
+/* Waits until rec has seen a call, at most limit seconds; the calls seen. */
+int test_lost_wait(test_lost *rec, double limit);
+
+/* SIGSTOPs pid and returns once every thread of it is stopped (a stop
+ * takes effect when each thread next runs): 0, or -1 if that took more
+ * than limit seconds. */
+int test_stop_process(pid_t pid, double limit);
 
 /* Shared memory visible to forked children (MAP_SHARED|MAP_ANONYMOUS). */
 void *test_shared_alloc(size_t size);

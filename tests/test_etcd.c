@@ -898,33 +898,6 @@ START_TEST(t_client_member_killed)
 }
 END_TEST
 
-static atomic_int lost_calls, lost_why;
-static double lost_at;
-
-static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    (void)ud;
-    lost_at = test_now();
-    atomic_store(&lost_why, (int)why);
-    atomic_fetch_add(&lost_calls, 1);
-}
-
-/* A lease revoked from outside (an operator's `etcdctl lease revoke`)
- * takes the holder's keys with it: the holder watch reports it at once,
- * well before the renewing holder's next renewal (2 s into a 3 s expiry)
- * and also for a lock that is not renewed; another client gets the lock
- * at once, and the loser does not touch it. */
-static atomic_int lost_calls2;
-
-static void on_lost2(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    (void)why;
-    (void)ud;
-    atomic_fetch_add(&lost_calls2, 1);
-}
-
 /* Releases l once the directory of "revoke:r" has n keys (a waiter
  * queued behind it). */
 typedef struct releaser {
@@ -944,15 +917,19 @@ static void *release_when_queued(void *p)
     return NULL;
 }
 
+/* A lease revoked from outside (an operator's `etcdctl lease revoke`)
+ * takes the holder's keys with it: the holder watch reports it at once,
+ * well before the renewing holder's next renewal (2 s into a 3 s expiry)
+ * and also for a lock that is not renewed; another client gets the lock
+ * at once, and the loser does not touch it. */
 START_TEST(t_lease_revoked)
 {
     anylock_client *c = open_url("%s?prefix=revoke:", cl.url), *c2 = open_url("%s?prefix=revoke:", cl.url);
     anylock_lock *h = new_lock(c, "r", 3, -1), *n = new_lock(c, "plain", 30, -1);
     ck_status(anylock_lock_set_auto_renewal(h, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(h, on_lost, NULL), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(n, on_lost2, NULL), ANYLOCK_OK);
-    atomic_store(&lost_calls, 0);
-    atomic_store(&lost_calls2, 0);
+    test_lost lost_h = {0}, lost_n = {0}, lost_t = {0}, lost_w = {0};
+    ck_status(anylock_lock_set_lost_callback(h, test_lost_record, &lost_h), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(n, test_lost_record, &lost_n), ANYLOCK_OK);
     ck_status(anylock_acquire(h), ANYLOCK_OK);
     ck_status(anylock_acquire(n), ANYLOCK_OK);
     kv kvs[8];
@@ -965,18 +942,17 @@ START_TEST(t_lease_revoked)
     json_object_put(api(&cl, "/v3/lease/revoke", "{\"ID\":\"%lld\"}", lease_n));
     ck_assert_int_eq(range_prefix(&cl, "revoke:r/", kvs, 8), 0);
     anylock_lock *t = new_lock(c2, "r", 30, -1);
-    ck_status(anylock_lock_set_lost_callback(t, on_lost2, NULL), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(t, test_lost_record, &lost_t), ANYLOCK_OK);
     ck_status(anylock_try_acquire(t), ANYLOCK_OK);
-    double end = revoked + 10;
-    while ((atomic_load(&lost_calls) == 0 || atomic_load(&lost_calls2) == 0) && test_now() < end)
-        test_sleep(0.01);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
-    ck_assert_int_eq(atomic_load(&lost_calls2), 1);
-    ck_assert_int_eq(atomic_load(&lost_why), ANYLOCK_NOT_HELD);
+    test_lost_wait(&lost_h, 10);
+    test_lost_wait(&lost_n, 10);
+    ck_assert_int_eq(atomic_load(&lost_h.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost_n.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost_h.why), ANYLOCK_NOT_HELD);
     printf("etcd: a holder heard of its revoked lease %.3f s after the revoke (expiry 3 s, renewal at 2 s)\n",
-           lost_at - revoked);
-    ck_assert_msg(lost_at - revoked < 1.5, "the loss was reported %.2f s after the revoke: not by the watch",
-                  lost_at - revoked);
+           lost_h.at - revoked);
+    ck_assert_msg(lost_h.at - revoked < 1.5, "the loss was reported %.2f s after the revoke: not by the watch",
+                  lost_h.at - revoked);
     ck_assert_int_eq(anylock_lock_held(h), 0);
     ck_assert_int_eq(anylock_lock_held(n), 0);
     ck_status(anylock_release(h), ANYLOCK_NOT_HELD);
@@ -989,8 +965,7 @@ START_TEST(t_lease_revoked)
     /* A waiter that gets the lock is watched too: its key was created
      * before the deletions its client's stream delivered while it waited. */
     anylock_lock *w = new_lock(c, "r", 30, 20);
-    ck_status(anylock_lock_set_lost_callback(w, on_lost, NULL), ANYLOCK_OK);
-    atomic_store(&lost_calls, 0);
+    ck_status(anylock_lock_set_lost_callback(w, test_lost_record, &lost_w), ANYLOCK_OK);
     pthread_t rel;
     releaser ra = {t, 4, ANYLOCK_INTERNAL};
     ck_assert_int_eq(pthread_create(&rel, NULL, release_when_queued, &ra), 0);
@@ -1000,16 +975,18 @@ START_TEST(t_lease_revoked)
     ck_assert_int_eq(range_prefix(&cl, "revoke:r/", kvs, 8), 2);
     json_object_put(api(&cl, "/v3/lease/revoke", "{\"ID\":\"%lld\"}", kvs[0].lease));
     revoked = test_now();
-    while (atomic_load(&lost_calls) == 0 && test_now() < revoked + 10)
-        test_sleep(0.01);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
-    ck_assert_msg(lost_at - revoked < 1.5, "the waiter's loss was reported %.2f s after the revoke", lost_at - revoked);
+    test_lost_wait(&lost_w, 10);
+    ck_assert_int_eq(atomic_load(&lost_w.calls), 1);
+    ck_assert_msg(lost_w.at - revoked < 1.5, "the waiter's loss was reported %.2f s after the revoke",
+                  lost_w.at - revoked);
     ck_status(anylock_release(w), ANYLOCK_NOT_HELD);
     ck_status(anylock_acquire(n), ANYLOCK_OK);
     ck_status(anylock_release(n), ANYLOCK_OK);
     test_sleep(0.3); /* room for a wrong report of the releases to arrive (none may) */
-    ck_assert_int_eq(atomic_load(&lost_calls2), 1);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
+    ck_assert_int_eq(atomic_load(&lost_h.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost_n.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost_t.calls), 0);
+    ck_assert_int_eq(atomic_load(&lost_w.calls), 1);
     anylock_lock_free(h);
     anylock_lock_free(n);
     anylock_lock_free(t);
@@ -1029,8 +1006,8 @@ START_TEST(t_no_quorum)
     anylock_client *c = open_url("%s", own.url), *c2 = open_url("%s", own.url);
     anylock_lock *h = new_lock(c, "q", 3, -1);
     ck_status(anylock_lock_set_auto_renewal(h, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(h, on_lost, NULL), ANYLOCK_OK);
-    atomic_store(&lost_calls, 0);
+    test_lost lost = {0};
+    ck_status(anylock_lock_set_lost_callback(h, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(h), ANYLOCK_OK);
     test_etcd_pause(&own, 1, 1);
     test_etcd_pause(&own, 2, 1);
@@ -1045,14 +1022,12 @@ START_TEST(t_no_quorum)
     ck_assert_msg(took < 3 + 1.5, "the acquire took %.2f s for a 3 s timeout", took);
     anylock_lock *t = new_lock(c2, "q", 30, -1);
     ck_assert_int_ne(anylock_try_acquire(t), ANYLOCK_OK);
-    double end = test_now() + 5;
-    while (atomic_load(&lost_calls) == 0 && test_now() < end)
-        test_sleep(0.02);
-    double lost_after = lost_at - stopped;
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
+    test_lost_wait(&lost, 5);
+    double lost_after = lost.at - stopped;
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
     ck_assert_int_eq(anylock_lock_held(h), 0);
     printf("etcd: the holder heard of the loss %.2f s after quorum was lost (expiry 3 s): %s\n", lost_after,
-           anylock_status_name((anylock_status)atomic_load(&lost_why)));
+           anylock_status_name((anylock_status)atomic_load(&lost.why)));
     ck_assert_msg(lost_after <= 3.2, "loss reported %.2f s after, for a 3 s expiry", lost_after);
     test_etcd_pause(&own, 1, 0);
     test_etcd_pause(&own, 2, 0);

@@ -26,28 +26,6 @@ static anylock_lock *lock_on(anylock_client *c, const char *name, double expires
     return l;
 }
 
-typedef struct lost_seen {
-    atomic_int calls;
-    atomic_int why;
-    double at;
-} lost_seen;
-
-static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    lost_seen *s = ud;
-    s->at = test_now();
-    atomic_store(&s->why, (int)why);
-    atomic_fetch_add(&s->calls, 1);
-}
-
-static void wait_lost(lost_seen *s, double limit)
-{
-    double until = test_now() + limit;
-    while (!atomic_load(&s->calls) && test_now() < until)
-        test_sleep(0.005);
-}
-
 START_TEST(t_urls)
 {
     static const struct {
@@ -121,11 +99,11 @@ START_TEST(t_lose_after)
 {
     anylock_client *c = open_ok("faults://?store=memory://lose&lose_after=0.3");
     anylock_lock *l = lock_on(c, "job", 30), *other = lock_on(c, "job", 30);
-    lost_seen seen = {0};
-    ck_status(anylock_lock_set_lost_callback(l, on_lost, &seen), ANYLOCK_OK);
+    test_lost seen = {0};
+    ck_status(anylock_lock_set_lost_callback(l, test_lost_record, &seen), ANYLOCK_OK);
     double t0 = test_now();
     ck_status(anylock_acquire(l), ANYLOCK_OK);
-    wait_lost(&seen, 5);
+    test_lost_wait(&seen, 5);
     ck_assert_int_eq(atomic_load(&seen.calls), 1);
     ck_assert_int_eq(atomic_load(&seen.why), ANYLOCK_NOT_HELD);
     ck_assert_msg(seen.at - t0 >= 0.29 && seen.at - t0 < 3, "lost after %.3f s", seen.at - t0);
@@ -153,11 +131,11 @@ START_TEST(t_over_a_real_store)
     snprintf(url, sizeof url, "faults://?store=%s&lose_after=0.5", direct);
     anylock_client *c = open_ok(url), *d = open_ok(direct);
     anylock_lock *l = lock_on(c, "job", 30), *other = lock_on(d, "job", 30);
-    lost_seen seen = {0};
-    ck_status(anylock_lock_set_lost_callback(l, on_lost, &seen), ANYLOCK_OK);
+    test_lost seen = {0};
+    ck_status(anylock_lock_set_lost_callback(l, test_lost_record, &seen), ANYLOCK_OK);
     ck_status(anylock_acquire(l), ANYLOCK_OK);
     ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
-    wait_lost(&seen, 5);
+    test_lost_wait(&seen, 5);
     ck_assert_int_eq(atomic_load(&seen.calls), 1);
     ck_status(anylock_lock_set_timeout(other, 2), ANYLOCK_OK);
     ck_status(anylock_acquire(other), ANYLOCK_OK);
@@ -180,12 +158,12 @@ START_TEST(t_lose_after_renewals)
 {
     anylock_client *c = open_ok("faults://?store=memory://renewals&lose_after_renewals=2");
     anylock_lock *l = lock_on(c, "job", 0.3);
-    lost_seen seen = {0};
+    test_lost seen = {0};
     ck_status(anylock_lock_set_auto_renewal(l, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(l, on_lost, &seen), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(l, test_lost_record, &seen), ANYLOCK_OK);
     double t0 = test_now();
     ck_status(anylock_acquire(l), ANYLOCK_OK);
-    wait_lost(&seen, 5);
+    test_lost_wait(&seen, 5);
     ck_assert_int_eq(atomic_load(&seen.calls), 1);
     ck_assert_int_eq(atomic_load(&seen.why), ANYLOCK_NOT_HELD);
     /* A 0.3 s lease renews every 0.1 s: the first renewal worked, the
@@ -202,12 +180,12 @@ START_TEST(t_renewal_pause)
      * end, with TIMEOUT, while the renewal still hangs. */
     anylock_client *c = open_ok("faults://?store=memory://pause&renewal_pause=1.5");
     anylock_lock *l = lock_on(c, "job", 0.5);
-    lost_seen seen = {0};
+    test_lost seen = {0};
     ck_status(anylock_lock_set_auto_renewal(l, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(l, on_lost, &seen), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(l, test_lost_record, &seen), ANYLOCK_OK);
     double t0 = test_now();
     ck_status(anylock_acquire(l), ANYLOCK_OK);
-    wait_lost(&seen, 5);
+    test_lost_wait(&seen, 5);
     ck_assert_int_eq(atomic_load(&seen.calls), 1);
     ck_assert_int_eq(atomic_load(&seen.why), ANYLOCK_TIMEOUT);
     ck_assert_msg(seen.at - t0 <= 0.5 + 0.2, "reported %.3f s after the acquire, past the 0.5 s lease", seen.at - t0);
@@ -255,13 +233,13 @@ START_TEST(t_at_run_time)
     ck_status(anylock_faults_set(c, "fail_acquire=1:BUSY"), ANYLOCK_OK);
     ck_status(anylock_try_acquire(l), ANYLOCK_BUSY);
     ck_status(anylock_try_acquire(l), ANYLOCK_OK);
-    lost_seen seen = {0};
+    test_lost seen = {0};
     ck_status(anylock_release(l), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(l, on_lost, &seen), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(l, test_lost_record, &seen), ANYLOCK_OK);
     ck_status(anylock_faults_lose(l), ANYLOCK_NOT_HELD);
     ck_status(anylock_acquire(l), ANYLOCK_OK);
     ck_status(anylock_faults_lose(l), ANYLOCK_OK); /* "lose the lock now" */
-    wait_lost(&seen, 5);
+    test_lost_wait(&seen, 5);
     ck_assert_int_eq(atomic_load(&seen.calls), 1);
     ck_assert_int_eq(anylock_lock_held(l), 0);
     ck_status(anylock_faults_lose(l), ANYLOCK_NOT_HELD);
@@ -272,7 +250,7 @@ START_TEST(t_at_run_time)
     /* lose_after set while a lock is held starts counting now. */
     ck_status(anylock_faults_set(c, "lose_after=0.2"), ANYLOCK_OK);
     atomic_store(&seen.calls, 0);
-    wait_lost(&seen, 5);
+    test_lost_wait(&seen, 5);
     ck_assert_int_eq(atomic_load(&seen.calls), 1);
     anylock_lock_free(l);
     anylock_client *m = open_ok("memory://");

@@ -1012,17 +1012,6 @@ END_TEST
 
 /* ---- reset ---- */
 
-static atomic_int lost_calls;
-static atomic_int lost_why;
-
-static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    (void)ud;
-    atomic_store(&lost_why, (int)why);
-    atomic_fetch_add(&lost_calls, 1);
-}
-
 START_TEST(t_reset_held)
 {
     /* A held lock: reset removes its file.  The holder (no expiry, no
@@ -1030,18 +1019,16 @@ START_TEST(t_reset_held)
      * gets a new file. */
     anylock_client *c = open_ok(url_of("r", NULL)), *c2 = open_ok(url_of("r", NULL));
     anylock_lock *a = lock_of(c, "job");
-    atomic_store(&lost_calls, 0);
-    ck_status(anylock_lock_set_lost_callback(a, on_lost, NULL), ANYLOCK_OK);
+    test_lost lost = {0};
+    ck_status(anylock_lock_set_lost_callback(a, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     const char *p = path_of("r/job");
     double t0 = test_now();
     ck_status(anylock_reset(c2, "job"), ANYLOCK_OK);
     ck_assert_int_ne(access(p, F_OK), 0);
-    double until = test_now() + 10;
-    while (atomic_load(&lost_calls) == 0 && test_now() < until)
-        test_sleep(0.005);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
-    ck_assert_int_eq(atomic_load(&lost_why), ANYLOCK_NOT_HELD);
+    test_lost_wait(&lost, 10);
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost.why), ANYLOCK_NOT_HELD);
     printf("file: the holder heard of the reset after %.1f ms\n", (test_now() - t0) * 1000);
     ck_assert_int_eq(anylock_lock_held(a), 0);
     ck_status(anylock_release(a), ANYLOCK_NOT_HELD);

@@ -6,7 +6,6 @@
  * holder, a server that dies mid-wait or runs without CAS, URL parameters).
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -812,40 +811,10 @@ END_TEST
 
 static test_server stalled;
 
-/* Stops the server and waits until every one of its threads is stopped
- * (SIGSTOP stops a thread when it next leaves the kernel). */
+/* Stops the server and waits until every one of its threads is stopped. */
 static void stall(void)
 {
-    ck_assert_int_eq(kill(stalled.pid, SIGSTOP), 0);
-    double until = test_now() + 10;
-    for (;;) {
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/task", (int)stalled.pid);
-        DIR *d = opendir(path);
-        ck_assert_ptr_nonnull(d);
-        int running = 0;
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (e->d_name[0] == '.')
-                continue;
-            char stat[300], buf[512];
-            snprintf(stat, sizeof stat, "/proc/%d/task/%s/stat", (int)stalled.pid, e->d_name);
-            FILE *f = fopen(stat, "r");
-            if (!f)
-                continue;
-            size_t n = fread(buf, 1, sizeof buf - 1, f);
-            fclose(f);
-            buf[n] = '\0';
-            const char *close_paren = strrchr(buf, ')');
-            if (close_paren && close_paren[1] == ' ' && close_paren[2] != 'T' && close_paren[2] != 't')
-                running = 1;
-        }
-        closedir(d);
-        if (!running)
-            return;
-        ck_assert_msg(test_now() < until, "memcached did not stop");
-        test_sleep(0.005);
-    }
+    ck_assert_msg(test_stop_process(stalled.pid, 10) == 0, "memcached did not stop");
 }
 
 static void unstall(void)

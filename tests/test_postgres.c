@@ -429,41 +429,23 @@ START_TEST(t_sigkilled_holder)
 }
 END_TEST
 
-static atomic_int lost_calls;
-static atomic_int lost_why;
-
-static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    (void)ud;
-    atomic_store(&lost_why, (int)why);
-    atomic_fetch_add(&lost_calls, 1);
-}
-
-static void await_lost(double seconds)
-{
-    double until = test_now() + seconds;
-    while (atomic_load(&lost_calls) == 0 && test_now() < until)
-        test_sleep(0.01);
-}
-
 START_TEST(t_terminated_holder_reported_lost)
 {
     /* pg_terminate_backend of the holding session, from outside anylock:
      * the watcher sees the session end and the callback says so. */
     anylock_client *c = client("term");
     anylock_lock *a = new_lock(c, "job"), *b = new_lock(c, "job");
-    atomic_store(&lost_calls, 0);
-    ck_status(anylock_lock_set_lost_callback(a, on_lost, NULL), ANYLOCK_OK);
+    test_lost lost = {0};
+    ck_status(anylock_lock_set_lost_callback(a, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     PGconn *pg = raw();
     char v[64];
     raw_value(pg, v, sizeof v, "SELECT pg_terminate_backend(pid, 5000) FROM anylock_locks WHERE owner = '%s'",
               anylock_lock_id(a));
     ck_assert_str_eq(v, "t");
-    await_lost(5);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
-    ck_assert_int_eq(atomic_load(&lost_why), ANYLOCK_NOT_HELD);
+    test_lost_wait(&lost, 5);
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost.why), ANYLOCK_NOT_HELD);
     ck_assert_int_eq(anylock_lock_held(a), 0);
     ck_status(anylock_try_acquire(b), ANYLOCK_OK);
     ck_status(anylock_release(a), ANYLOCK_NOT_HELD);
@@ -484,14 +466,14 @@ START_TEST(t_reset_terminates_holder)
     /* reset ends the holder's session and returns once it is gone. */
     anylock_client *c = client("resetterm"), *c2 = client("resetterm");
     anylock_lock *a = new_lock(c, "job"), *b = new_lock(c2, "job");
-    atomic_store(&lost_calls, 0);
-    ck_status(anylock_lock_set_lost_callback(a, on_lost, NULL), ANYLOCK_OK);
+    test_lost lost = {0};
+    ck_status(anylock_lock_set_lost_callback(a, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     ck_status(anylock_reset(c2, "job"), ANYLOCK_OK);
     ck_status(anylock_try_acquire(b), ANYLOCK_OK);
-    await_lost(5);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
-    ck_assert_int_eq(atomic_load(&lost_why), ANYLOCK_NOT_HELD);
+    test_lost_wait(&lost, 5);
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
+    ck_assert_int_eq(atomic_load(&lost.why), ANYLOCK_NOT_HELD);
     anylock_lock_free(a);
     anylock_lock_free(b);
     anylock_close(c);
@@ -507,8 +489,8 @@ START_TEST(t_server_restart)
      * works once the server is back. */
     anylock_client *c = client("restart");
     anylock_lock *a = new_lock(c, "job");
-    atomic_store(&lost_calls, 0);
-    ck_status(anylock_lock_set_lost_callback(a, on_lost, NULL), ANYLOCK_OK);
+    test_lost lost = {0};
+    ck_status(anylock_lock_set_lost_callback(a, test_lost_record, &lost), ANYLOCK_OK);
     ck_status(anylock_acquire(a), ANYLOCK_OK);
     waiter w = {c, "job", 30, ANYLOCK_EXCLUSIVE, ANYLOCK_INTERNAL, 0, NULL, 0};
     pthread_t t;
@@ -521,8 +503,8 @@ START_TEST(t_server_restart)
     pthread_join(t, NULL);
     ck_status(w.status, ANYLOCK_IO);
     ck_assert_msg(w.done_at - down < 5, "the waiter took %.2f s to see the server go", w.done_at - down);
-    await_lost(10);
-    ck_assert_int_eq(atomic_load(&lost_calls), 1);
+    test_lost_wait(&lost, 10);
+    ck_assert_int_eq(atomic_load(&lost.calls), 1);
     ck_assert_int_eq(anylock_lock_held(a), 0);
     /* While it is down: a clear status, quickly. */
     anylock_lock *b = new_lock(c, "other");

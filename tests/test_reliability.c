@@ -493,21 +493,6 @@ START_TEST(t_dead_server)
 }
 END_TEST
 
-typedef struct lost_record {
-    atomic_int calls;
-    atomic_int why;
-    double at;
-} lost_record;
-
-static void on_lost(anylock_lock *lock, anylock_status why, void *ud)
-{
-    (void)lock;
-    lost_record *r = ud;
-    r->at = test_now();
-    atomic_store(&r->why, (int)why);
-    atomic_fetch_add(&r->calls, 1);
-}
-
 START_TEST(t_renewal_fails_past_expiry)
 {
     env_up(_i);
@@ -515,20 +500,17 @@ START_TEST(t_renewal_fails_past_expiry)
     url_for(url, sizeof url, "lost", be->timeouts);
     anylock_client *c = open_ok(url);
     anylock_lock *l = NULL;
-    lost_record rec = {0};
+    test_lost rec = {0};
     ck_status(anylock_lock_new(c, "renewed", &l), ANYLOCK_OK);
     ck_status(anylock_lock_set_expires(l, be->expiry), ANYLOCK_OK);
     ck_status(anylock_lock_set_auto_renewal(l, 1), ANYLOCK_OK);
-    ck_status(anylock_lock_set_lost_callback(l, on_lost, &rec), ANYLOCK_OK);
+    ck_status(anylock_lock_set_lost_callback(l, test_lost_record, &rec), ANYLOCK_OK);
     double before = test_now();
     ck_status(anylock_acquire(l), ANYLOCK_OK);
     double after = test_now();
     test_sleep(0.2);
     test_server_kill(&server);
-    double killed = test_now();
-    double until = killed + be->expiry + 2 * be->call_bound + 5;
-    while (atomic_load(&rec.calls) == 0 && test_now() < until)
-        test_sleep(0.02);
+    test_lost_wait(&rec, be->expiry + 2 * be->call_bound + 5);
     ck_assert_int_eq(atomic_load(&rec.calls), 1);
     anylock_status why = (anylock_status)atomic_load(&rec.why);
     ck_assert_msg(is_connection_status(why) || why == ANYLOCK_TIMEOUT, "lost with %s", anylock_status_name(why));
