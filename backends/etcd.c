@@ -125,27 +125,6 @@ static void mode_suffix(const anylock_op *op, char *out, size_t size)
         out[0] = '\0';
 }
 
-/* The key just past every key starting with p (etcd's prefix range end). */
-static char *prefix_end(const char *p, size_t len, size_t *out_len)
-{
-    char *e = malloc(len + 1);
-    if (!e)
-        return NULL;
-    memcpy(e, p, len);
-    size_t n = len;
-    while (n > 0 && (unsigned char)e[n - 1] == 0xff)
-        n--;
-    if (n == 0) {
-        /* Everything: etcd's "\0" range end. */
-        e[0] = '\0';
-        *out_len = 1;
-        return e;
-    }
-    e[n - 1] = (char)((unsigned char)e[n - 1] + 1);
-    *out_len = n;
-    return e;
-}
-
 /* {"key":..,"range_end":..} of the name's directory, <key>/ */
 static void add_dir_range(etcd_buf *b, const anylock_op *op)
 {
@@ -1467,17 +1446,10 @@ static anylock_status read_all(anylock_op *op, etcd_state *s, entries *es)
     memset(es, 0, sizeof *es);
     if (op->name)
         return read_dir(op, s, es);
-    size_t elen;
-    char *end = prefix_end(op->prefix, op->prefix_len, &elen);
     etcd_buf b = {0};
-    if (end) {
-        etcd_buf_add(&b, "{\"key\":\"");
-        etcd_buf_b64(&b, op->prefix_len ? op->prefix : "", op->prefix_len ? op->prefix_len : 1);
-        etcd_buf_add(&b, "\",\"range_end\":\"");
-        etcd_buf_b64(&b, end, elen);
-        etcd_buf_add(&b, "\"}");
-    }
-    free(end);
+    etcd_buf_add(&b, "{");
+    etcd_buf_prefix_range(&b, op->prefix, op->prefix_len);
+    etcd_buf_add(&b, "}");
     if (!b.s || b.failed) {
         etcd_buf_free(&b);
         return anylock_op_error(op, ANYLOCK_NOMEM, "etcd: out of memory");

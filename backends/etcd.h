@@ -144,6 +144,9 @@ void etcd_buf_add(etcd_buf *b, const char *fmt, ...)
     ;
 /* Appends the base64 of data. */
 void etcd_buf_b64(etcd_buf *b, const void *data, size_t len);
+/* Appends "key":..,"range_end":.. for every key starting with prefix (all
+ * keys for an empty one). */
+void etcd_buf_prefix_range(etcd_buf *b, const char *prefix, size_t len);
 void etcd_buf_free(etcd_buf *b);
 
 #endif

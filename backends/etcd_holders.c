@@ -53,9 +53,8 @@ struct etcd_holders {
     int started, stop;
     etcd_held *list;
     size_t n;
-    char *prefix;       /* the keys' common prefix (NULL: none yet) */
+    char *prefix;       /* the client's prefix (NULL: no key yet), under which its keys are */
     size_t prefix_len;
-    int all_keys;       /* keys under more than one prefix: watch everything */
     int restart;        /* a key needs revisions the running stream went past */
     etcd_watch *w;      /* the running stream (replaced by the thread only) */
     int64_t started_at; /* the revision the running stream started from */
@@ -224,30 +223,8 @@ static void look_up_all(etcd_holders *hs, anylock_op *op)
 static etcd_watch *start_stream(etcd_holders *hs, anylock_op *op, int64_t from)
 {
     etcd_buf b = {0};
-    etcd_buf_add(&b, "{\"create_request\":{\"key\":\"");
-    if (hs->all_keys || !hs->prefix_len) {
-        etcd_buf_add(&b, "AA==\",\"range_end\":\"AA==\""); /* "\0" to "\0": every key */
-    } else {
-        etcd_buf_b64(&b, hs->prefix, hs->prefix_len);
-        etcd_buf_add(&b, "\",\"range_end\":\"");
-        char *end = malloc(hs->prefix_len);
-        size_t n = hs->prefix_len;
-        if (end) {
-            memcpy(end, hs->prefix, n);
-            while (n && (unsigned char)end[n - 1] == 0xff)
-                n--;
-            if (n) {
-                end[n - 1]++;
-                etcd_buf_b64(&b, end, n);
-            } else {
-                etcd_buf_add(&b, "AA==");
-            }
-            free(end);
-        } else {
-            b.failed = 1;
-        }
-        etcd_buf_add(&b, "\"");
-    }
+    etcd_buf_add(&b, "{\"create_request\":{");
+    etcd_buf_prefix_range(&b, hs->prefix, hs->prefix_len);
     etcd_buf_add(&b, ",\"start_revision\":\"%" PRId64 "\",\"filters\":[\"NOPUT\"]}}", from);
     etcd_watch *w = NULL;
     if (!b.failed && etcd_watch_start(op, hs->http, b.s, &w) != ANYLOCK_OK)
@@ -384,30 +361,21 @@ void etcd_holders_add(etcd_holders *hs, const anylock_op *op, etcd_held *e, cons
     e->need_from = rev + 1;
     e->joined_ns = anylock_now_ns();
     snprintf(e->name, sizeof e->name, "%.64s", op->name ? op->name : "");
-    size_t plen = op->key_len >= op->name_len ? op->key_len - op->name_len : 0;
     pthread_mutex_lock(&hs->mu);
     if (!hs->started && !hs->stop) {
         if (anylock_thread_create(&hs->thread, holders_main, hs) == 0)
             hs->started = 1;
     }
-    if (!hs->started) {
+    /* The prefix is the client's, the same for every key. */
+    if (hs->started && !hs->prefix && (hs->prefix = malloc(op->prefix_len + 1)) != NULL) {
+        memcpy(hs->prefix, op->prefix, op->prefix_len);
+        hs->prefix_len = op->prefix_len;
+    }
+    if (!hs->started || !hs->prefix) {
         pthread_mutex_unlock(&hs->mu);
         free(e->key);
         memset(e, 0, sizeof *e);
         return;
-    }
-    if (!hs->prefix && !hs->all_keys) {
-        hs->prefix = malloc(plen ? plen : 1);
-        if (hs->prefix) {
-            memcpy(hs->prefix, op->key, plen);
-            hs->prefix_len = plen;
-        } else {
-            hs->all_keys = 1;
-        }
-        hs->restart = hs->w != NULL;
-    } else if (!hs->all_keys && (plen != hs->prefix_len || memcmp(op->key, hs->prefix, plen))) {
-        hs->all_keys = 1;
-        hs->restart = 1;
     }
     e->next = hs->list;
     if (hs->list)

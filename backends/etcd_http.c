@@ -129,6 +129,31 @@ void etcd_buf_b64(etcd_buf *b, const void *data, size_t len)
     b->len += b64_into(b->s + b->len, data, len);
 }
 
+void etcd_buf_prefix_range(etcd_buf *b, const char *prefix, size_t len)
+{
+    /* The key just past every key starting with prefix: its last byte that
+     * is not 0xff, plus one; "\0" (etcd: to the end) when there is none. */
+    char *end = malloc(len + 1);
+    if (!end) {
+        b->failed = 1;
+        return;
+    }
+    memcpy(end, prefix, len);
+    size_t n = len;
+    while (n > 0 && (unsigned char)end[n - 1] == 0xff)
+        n--;
+    if (n == 0)
+        end[n++] = '\0';
+    else
+        end[n - 1] = (char)((unsigned char)end[n - 1] + 1);
+    etcd_buf_add(b, "\"key\":\"");
+    etcd_buf_b64(b, len ? prefix : "", len ? len : 1);
+    etcd_buf_add(b, "\",\"range_end\":\"");
+    etcd_buf_b64(b, end, n);
+    etcd_buf_add(b, "\"");
+    free(end);
+}
+
 void etcd_buf_free(etcd_buf *b)
 {
     free(b->s);
