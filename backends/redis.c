@@ -31,10 +31,11 @@
  * commands (SET NX PX, the token, the metadata, GET and PTTL); everything
  * else is one Lua script run with EVALSHA (reloaded on NOSCRIPT).  A
  * blocking exclusive acquire that finds the lock taken joins the queue, and
- * a release hands the lock to the first live waiter (its id in the lock key
- * for a short claim window, its token on its wake list), so that waiters
- * are served in order; with nobody queued a release frees the lock and
- * pushes the signal, as python-redis-lock's does.  A waiter blocks in BLPOP
+ * a release after the holder's turn hands the lock to the first live waiter
+ * (its id in the lock key for a short claim window, its token on its wake
+ * list), so that waiters are served in order; within the turn, or with
+ * nobody queued, a release frees the lock (with nobody queued it pushes
+ * the signal, as python-redis-lock's does).  A waiter blocks in BLPOP
  * for at most min(time left, the holder's PTTL + a margin, a ceiling), so a
  * crashed holder never strands it.
  *
@@ -78,6 +79,14 @@
  * claims it (extends it to its expiry): a waiter that died in the queue
  * keeps the others out for no longer. */
 #define HANDOFF_CLAIM_MS 250
+/* A holder's turn (parameter turn), from the moment the lock was handed to
+ * it or the first waiter queued behind it: until the turn is over a release
+ * frees the lock and wakes a waiter (as python-redis-lock's does) instead of
+ * handing the lock on, so that a holder that comes straight back takes it
+ * again in one round trip; the first release after the turn hands it to the
+ * first waiter.  Contended, the lock so passes at about the speed of a free
+ * one, and a waiter waits at most a turn and a hold for each one ahead. */
+#define DEFAULT_TURN_MS 5
 /* A blocking acquire rides out a connection outage (a server restart) for
  * this long, or until its deadline if that comes first. */
 #define OUTAGE_MS 10000
@@ -127,25 +136,46 @@
 /* The waiters' queue: exclusive acquirers that wait, in order of arrival
  * (queue: sorted set id -> arrival number; qinfo: hash id ->
  * "<lapse ms>|<expiry ms>|<metadata>", the registration lapsing when the
- * waiter stops renewing it).  Handing the lock to the first live waiter
- * sets the lock key to its id for HANDOFF_CLAIM_MS and pushes its token on
- * its own wake list (wakebase .. id), where it blocks; the waiter claims the
- * lock by extending it to its own expiry.  A waiter that died while queued
- * so holds the lock for the claim window only. */
+ * waiter stops renewing it, and the TURN and WATCH fields).  Handing the
+ * lock to the first live waiter sets the lock key to its id for
+ * HANDOFF_CLAIM_MS and pushes its token on its own wake list (wakebase ..
+ * id), where it blocks; the waiter claims the lock by extending it to its
+ * own expiry.  A waiter that died while queued so holds the lock for the
+ * claim window only.  During a holder's turn (DEFAULT_TURN_MS) a release
+ * frees the lock and leaves it to the first waiter to look at the turn's
+ * end: that waiter naps (WATCH names it) rather than blocks, and a release
+ * within the turn that finds it not watching nudges it (a 0, not a token,
+ * on its wake list). */
 #define LUA_QUEUE                                                                                                     \
-    "local CLAIM_MS = " STR(HANDOFF_CLAIM_MS) "\n"                                                                   \
+    "local CLAIM_MS = " STR(HANDOFF_CLAIM_MS) "\n"                                                                    \
+    /* qinfo's fields (no owner id can equal them): when the holder's turn                                            \
+     * began, and the first waiter that watches over it. */                                                           \
+    "local TURN, WATCH = '\\1turn', '\\1watch'\n"                                                                     \
     "local function qlapse(info)\n"                                                                                   \
-    "  return tonumber(string.sub(info, 1, string.find(info, '|', 1, true) - 1))\n"                                  \
+    "  return tonumber(string.sub(info, 1, string.find(info, '|', 1, true) - 1))\n"                                   \
     "end\n"                                                                                                           \
-    /* ms until the first live waiter's registration lapses, or nil. */                                              \
+    "local function turn_start(qi, now)\n"                                                                            \
+    "  redis.call('hset', qi, TURN, now) redis.call('hdel', qi, WATCH)\n"                                             \
+    "end\n"                                                                                                           \
+    /* ms until the first live waiter's registration lapses, and its id; or nil. */                                   \
     "local function qhead(q, qi, now)\n"                                                                              \
     "  while true do\n"                                                                                               \
     "    local h = redis.call('zrange', q, 0, 0)\n"                                                                   \
     "    if #h == 0 then return nil end\n"                                                                            \
     "    local info = redis.call('hget', qi, h[1])\n"                                                                 \
-    "    if info and qlapse(info) >= now then return qlapse(info) - now end\n"                                       \
+    "    if info and qlapse(info) >= now then return qlapse(info) - now, h[1] end\n"                                  \
     "    redis.call('zrem', q, h[1]) redis.call('hdel', qi, h[1])\n"                                                  \
     "  end\n"                                                                                                         \
+    "end\n"                                                                                                           \
+    /* For the first waiter id: ms left of the holder's turn (it watches                                              \
+     * until then), else 0. */                                                                                        \
+    "local function turn_left(q, qi, id, turn_ms, now)\n"                                                             \
+    "  local h = redis.call('zrange', q, 0, 0)\n"                                                                     \
+    "  if h[1] ~= id then return 0 end\n"                                                                             \
+    "  local left = turn_ms - (now - tonumber(redis.call('hget', qi, TURN) or 0))\n"                                  \
+    "  if left <= 0 then return 0 end\n"                                                                              \
+    "  redis.call('hset', qi, WATCH, id)\n"                                                                           \
+    "  return left\n"                                                                                                 \
     "end\n"                                                                                                           \
     "local function handoff(lock, meta, q, qi, tok, wakebase, sigms)\n"                                               \
     "  local now = now_ms()\n"                                                                                        \
@@ -164,6 +194,7 @@
     "      redis.call('pexpire', meta, CLAIM_MS)\n"                                                                   \
     "      local wk = wakebase .. w\n"                                                                                \
     "      redis.call('del', wk) redis.call('lpush', wk, t) redis.call('pexpire', wk, sigms)\n"                       \
+    "      turn_start(qi, now)\n"                                                                                     \
     "      return 1\n"                                                                                                \
     "    end\n"                                                                                                       \
     "  end\n"                                                                                                         \
@@ -173,19 +204,25 @@
  * KEYS: lock, signal, meta, holders, queue, qinfo, token, this waiter's
  *       wake list.
  * ARGV: id, expiry ms (0: none), metadata, mode ('x', 's', 'n'), permits,
- *       registration ms (0: do not queue), queued (0/1), signal expiry ms.
+ *       registration ms (0: do not queue), queued (0/1), signal expiry ms,
+ *       turn ms.
  * Replies: {0, token} taken; {1, holder value, ms until it may change
- * (-1: never)} busy; {2, token} held by this id already (handed to it, if
- * it is queued); {3, holder value} another mode; {4, holder value or "",
- * ms} free for a shared acquirer but for a waiting exclusive one.
+ * (-1: never), ms to nap (the first waiter during a turn) or 0} busy;
+ * {2, token} held by this id already (handed to it, if it is queued);
+ * {3, holder value} another mode; {4, holder value or "", ms} free for a
+ * shared acquirer but for a waiting exclusive one.
  */
 static const char acquire_lua[] = LUA_COMMON LUA_QUEUE
     "local id, px, mode = ARGV[1], tonumber(ARGV[2]), ARGV[4]\n"
     "local function take_meta(t)\n"
     "  redis.call('hset', KEYS[3], 'm:' .. id, ARGV[3], 't:' .. id, t)\n"
     "end\n"
+    /* A first waiter that takes the lock starts its turn. */
     "local function dequeue()\n"
-    "  if ARGV[7] == '1' then redis.call('zrem', KEYS[5], id) redis.call('hdel', KEYS[6], id) redis.call('del', KEYS[8]) end\n"
+    "  if ARGV[7] ~= '1' then return end\n"
+    "  local first = redis.call('zrank', KEYS[5], id) == 0\n"
+    "  redis.call('zrem', KEYS[5], id) redis.call('hdel', KEYS[6], id) redis.call('del', KEYS[8])\n"
+    "  if first and redis.call('zcard', KEYS[5]) > 0 then turn_start(KEYS[6], now_ms()) end\n"
     "end\n"
     /* Held by this id already.  A holder taken by the transaction of
      * try_fast (which cannot store its token) gets a new token here, for
@@ -230,13 +267,16 @@ static const char acquire_lua[] = LUA_COMMON LUA_QUEUE
     "  if reg > 0 then\n"
     "    local now = now_ms()\n"
     "    if not redis.call('zscore', KEYS[5], id) then\n"
+    /*   The first waiter behind the holder starts the holder's turn. */
+    "      if redis.call('zcard', KEYS[5]) == 0 then turn_start(KEYS[6], now) end\n"
     "      redis.call('zadd', KEYS[5], redis.call('hincrby', KEYS[7], 'q', 1), id)\n"
     "    end\n"
     "    redis.call('hset', KEYS[6], id, (now + reg) .. '|' .. px .. '|' .. ARGV[3])\n"
     "    if redis.call('pttl', KEYS[5]) < reg then redis.call('pexpire', KEYS[5], reg) end\n"
     "    if redis.call('pttl', KEYS[6]) < reg then redis.call('pexpire', KEYS[6], reg) end\n"
+    "    return {1, v, redis.call('pttl', KEYS[1]), turn_left(KEYS[5], KEYS[6], id, tonumber(ARGV[9]), now)}\n"
     "  end\n"
-    "  return {1, v, redis.call('pttl', KEYS[1])}\n"
+    "  return {1, v, redis.call('pttl', KEYS[1]), 0}\n"
     "end\n"
     /* Shared ('s') or semaphore ('n'). */
     "local now = now_ms()\n"
@@ -278,17 +318,30 @@ static const char acquire_lua[] = LUA_COMMON LUA_QUEUE
     "return {0, t}\n";
 
 /* KEYS: lock, signal, meta, holders, queue, qinfo, token.  ARGV: id,
- * signal expiry ms, wake list prefix.  0: released; 1: not held by this id.
- * An exclusive release hands the lock to the first live queued waiter, or
- * else does exactly what python-redis-lock's does (and drops the
- * metadata). */
+ * signal expiry ms, wake list prefix, turn ms.  0: released; 1: not held by
+ * this id.  An exclusive release after the holder's turn hands the lock to
+ * the first live queued waiter; one within the turn frees it and leaves it
+ * to that waiter, which looks at the turn's end; with nobody queued it does
+ * exactly what python-redis-lock's does (and drops the metadata). */
 static const char release_lua[] =
     "local v = redis.call('get', KEYS[1])\n"
     "if not v then return 1 end\n" LUA_COMMON LUA_QUEUE
     "if v == ARGV[1] then\n"
     "  redis.call('del', KEYS[1], KEYS[3])\n"
-    "  if redis.call('exists', KEYS[5]) == 1 and\n"
-    "     handoff(KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7], ARGV[3], ARGV[2]) == 1 then return 0 end\n"
+    "  if redis.call('exists', KEYS[5]) == 1 then\n"
+    "    local now = now_ms()\n"
+    "    if now - tonumber(redis.call('hget', KEYS[6], TURN) or 0) < tonumber(ARGV[4]) then\n"
+    /*     Within the turn: the first waiter looks at its end. */
+    "      local _, w = qhead(KEYS[5], KEYS[6], now)\n"
+    "      if w then\n"
+    "        if redis.call('hget', KEYS[6], WATCH) ~= w then\n"
+    "          local wk = ARGV[3] .. w\n"
+    "          redis.call('rpush', wk, 0) redis.call('pexpire', wk, ARGV[2]) redis.call('hset', KEYS[6], WATCH, w)\n"
+    "        end\n"
+    "        return 0\n"
+    "      end\n"
+    "    elseif handoff(KEYS[1], KEYS[3], KEYS[5], KEYS[6], KEYS[7], ARGV[3], ARGV[2]) == 1 then return 0 end\n"
+    "  end\n"
     "  signal(KEYS[2], ARGV[2])\n"
     "  return 0\n"
     "end\n"
@@ -395,14 +448,17 @@ typedef struct redis_state {
     int64_t block_max_ms;
     char signal_expire[24]; /* as text, for the scripts */
     size_t signal_expire_len;
+    int64_t turn_ms;
+    char turn[24]; /* as text, for the scripts */
+    size_t turn_len;
     char sha[NSCRIPTS][41];
     char *token_key;
     size_t token_key_len;
     anylock_pool *pool;
 } redis_state;
 
-static const char *const redis_params[] = {"connect_timeout", "command_timeout", "signal_expire", "block_max", "db",
-                                           NULL};
+static const char *const redis_params[] = {"connect_timeout", "command_timeout", "signal_expire", "block_max",
+                                           "turn",            "db",              NULL};
 
 /* A connection and what we know of its socket. */
 typedef struct rconn {
@@ -1094,13 +1150,15 @@ static anylock_status redis_open(anylock_op *op, const anylock_url *url)
     if ((st = anylock_url_param_ms(op, url, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS, &s->connect_timeout_ms)) ||
         (st = anylock_url_param_ms(op, url, "command_timeout", DEFAULT_COMMAND_TIMEOUT_MS, &s->command_timeout_ms)) ||
         (st = anylock_url_param_ms(op, url, "signal_expire", DEFAULT_SIGNAL_EXPIRE_MS, &s->signal_expire_ms)) ||
-        (st = anylock_url_param_ms(op, url, "block_max", DEFAULT_BLOCK_MAX_MS, &s->block_max_ms)))
+        (st = anylock_url_param_ms(op, url, "block_max", DEFAULT_BLOCK_MAX_MS, &s->block_max_ms)) ||
+        (st = anylock_url_param_ms(op, url, "turn", DEFAULT_TURN_MS, &s->turn_ms)))
         return st;
     if (s->connect_timeout_ms <= 0 || s->command_timeout_ms <= 0 || s->signal_expire_ms <= 0 || s->block_max_ms <= 0)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "redis: connect_timeout, command_timeout, signal_expire "
                                 "and block_max must be more than 0 s");
     deadline = anylock_now_ns() + s->connect_timeout_ms * 1000000;
     s->signal_expire_len = arg_num(s->signal_expire, s->signal_expire_ms).n;
+    s->turn_len = arg_num(s->turn, s->turn_ms).n;
 
     if (url->user && url->user[0] && !url->password)
         return anylock_op_error(op, ANYLOCK_URL_BAD_USERINFO, "redis: a user name needs a password (user:password@)");
@@ -1183,6 +1241,7 @@ typedef struct attempt {
     uint64_t token;
     int has_token;
     long long hint_ms; /* -1: no bound from the holder */
+    long long nap_ms;  /* > 0: the first waiter during a turn: look again after this long */
     char holder[200];  /* for messages */
     char value[80];    /* the first bytes of the holder value, for conflicts */
     size_t value_len;
@@ -1491,7 +1550,7 @@ static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, cons
 {
     char px[24], permits[24], reg[24];
     const char *mode = op->mode == ANYLOCK_SHARED ? "s" : op->mode == ANYLOCK_SEMAPHORE ? "n" : "x";
-    rarg args[16] = {
+    rarg args[17] = {
         key_arg(k, K_LOCK),
         key_arg(k, K_SIGNAL),
         key_arg(k, K_META),
@@ -1508,10 +1567,11 @@ static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, cons
         arg_num(reg, register_ms),
         {registered ? "1" : "0", 1},
         {s->signal_expire, s->signal_expire_len},
+        {s->turn, s->turn_len},
     };
     redisReply *r;
     *sent_at = anylock_now_ns();
-    anylock_status st = script_run(op, s, c, SCRIPT_ACQUIRE, 8, args, 16, deadline, &r, lost);
+    anylock_status st = script_run(op, s, c, SCRIPT_ACQUIRE, 8, args, 17, deadline, &r, lost);
     if (st != ANYLOCK_OK)
         return st;
     memset(a, 0, sizeof *a);
@@ -1543,6 +1603,8 @@ static anylock_status try_acquire(anylock_op *op, redis_state *s, rconn *c, cons
             snprintf(a->holder, sizeof a->holder, "nobody, but an exclusive acquirer is waiting");
         if (e2 && e2->type == REDIS_REPLY_INTEGER)
             a->hint_ms = e2->integer;
+        if (a->code == ACQ_BUSY && r->elements > 3 && r->element[3]->type == REDIS_REPLY_INTEGER)
+            a->nap_ms = r->element[3]->integer;
     } else if (a->code != ACQ_TAKEN || !e1) {
         freeReplyObject(r);
         return unexpected(op, c, "the acquire script");
@@ -1567,8 +1629,9 @@ static anylock_status conflict(anylock_op *op, const attempt *a)
 /* Blocks in BLPOP on the signal key (and, for a queued waiter, its own
  * wake list) for wait_ms (>= 1).  A value popped from the signal does not
  * matter: the caller tries again either way.  One popped from the wake
- * list is the token of the lock a release handed to this waiter:
- * *handed = 1. */
+ * list is the token of the lock a release handed to this waiter
+ * (*handed = 1), or 0: a nudge, for the first waiter to watch over the
+ * holder's turn. */
 static anylock_status wait_signal(anylock_op *op, redis_state *s, rconn *c, const rkeys *k, const wakekey *wk,
                                   int64_t wait_ms, int *handed, uint64_t *token)
 {
@@ -1593,8 +1656,8 @@ static anylock_status wait_signal(anylock_op *op, redis_state *s, rconn *c, cons
         st = unexpected(op, c, "BLPOP");
     if (st == ANYLOCK_OK && wk && r->type == REDIS_REPLY_ARRAY && r->element[0]->len == wk->arg.n &&
         !memcmp(r->element[0]->str, wk->arg.p, wk->arg.n)) {
-        *handed = 1;
         *token = parse_u64(r->element[1]->str, r->element[1]->len);
+        *handed = *token != 0;
     }
     if (r)
         freeReplyObject(r);
@@ -1777,6 +1840,12 @@ static anylock_status redis_acquire(anylock_op *op)
                 break;
             }
             int64_t left = anylock_op_ms_left(op);
+            if (queued && a.nap_ms > 0) {
+                /* The first waiter during the holder's turn: a release
+                 * within it wakes nobody, so look again at its end. */
+                nap_ms(a.nap_ms < left ? a.nap_ms : left);
+                continue;
+            }
             int64_t wait = left;
             if (a.hint_ms >= 0 && a.hint_ms + EXPIRY_MARGIN_MS < wait)
                 wait = a.hint_ms + EXPIRY_MARGIN_MS;
@@ -1863,11 +1932,11 @@ static anylock_status redis_release(anylock_op *op)
     anylock_status st = keys_of(op, &tmp, &k);
     if (st != ANYLOCK_OK)
         return st;
-    rarg args[10] = {key_arg(k, K_LOCK),  key_arg(k, K_SIGNAL), key_arg(k, K_META),  key_arg(k, K_HOLDERS),
+    rarg args[11] = {key_arg(k, K_LOCK),  key_arg(k, K_SIGNAL), key_arg(k, K_META),  key_arg(k, K_HOLDERS),
                      key_arg(k, K_QUEUE), key_arg(k, K_QINFO),  key_arg(k, K_TOKEN), {op->id, op->id_len},
-                     {s->signal_expire, s->signal_expire_len}, key_arg(k, K_WAKE)};
+                     {s->signal_expire, s->signal_expire_len}, key_arg(k, K_WAKE), {s->turn, s->turn_len}};
     long long res = -1;
-    st = script_int(op, s, SCRIPT_RELEASE, 7, args, 10, &res, NULL);
+    st = script_int(op, s, SCRIPT_RELEASE, 7, args, 11, &res, NULL);
     if (st == ANYLOCK_OK && res == 1)
         st = anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held by this owner (expired, reset or "
                               "taken by another)", op->name);

@@ -1284,7 +1284,8 @@ END_TEST
 /* ---- the waiters' queue ------------------------------------------------- */
 
 /* Waiting acquirers are served in order, and a releaser that comes straight
- * back does not barge in ahead of them. */
+ * back after its turn does not barge in ahead of them (the first waiter
+ * blocks, which wait_blocked sees, only once the holder's turn is over). */
 START_TEST(t_queue_order)
 {
     char url[600];
@@ -1308,6 +1309,70 @@ START_TEST(t_queue_order)
     ck_assert_msg(w1.done_at < w2.done_at, "the second waiter was served first");
     ck_status(anylock_try_acquire(h), ANYLOCK_OK);
     ck_status(anylock_release(h), ANYLOCK_OK);
+    anylock_lock_free(h);
+    anylock_close(c);
+}
+END_TEST
+
+/* The handshake for "n waiters are queued": the queue's sorted set has n
+ * members (polled every 5 ms, for up to 20 s). */
+static void wait_queued(redisContext *r, const char *queue, long long n)
+{
+    double end = test_now() + 20;
+    long long q;
+    while ((q = raw_int(r, "ZCARD %s", queue)) < n && test_now() < end)
+        test_sleep(0.005);
+    ck_assert_msg(q >= n, "%lld waiters queued, want %lld", q, n);
+}
+
+/* A holder's turn (2 s here): a release within it frees the lock, so that a
+ * holder that comes straight back takes it again, and the first waiter,
+ * which naps over the turn instead of blocking, takes it at the turn's end
+ * once the holder has gone; a waiter that became the first while blocked
+ * is nudged by such a release.  With block_max 30 s, a waiter left blocked
+ * would get the lock only at its last try before its 20 s timeout. */
+START_TEST(t_queue_turn)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s?block_max=30&turn=2&prefix=q3:", srv.url);
+    anylock_client *c = open_url("%s", url);
+    redisContext *r = raw(srv.port);
+    anylock_lock *h = new_lock(c, "turn", 30, -1);
+    ck_status(anylock_acquire(h), ANYLOCK_OK);
+    waiter w1 = {.url = url, .name = "turn", .timeout = 20};
+    pthread_t t1;
+    pthread_create(&t1, NULL, wait_thread, &w1);
+    wait_queued(r, "q3-queue:turn", 1);
+    ck_status(anylock_release(h), ANYLOCK_OK);
+    char v[128];
+    raw_str(r, v, sizeof v, "GET q3:turn");
+    ck_assert_msg(!v[0], "a release within the turn handed the lock to \"%s\"", v);
+    ck_status(anylock_try_acquire(h), ANYLOCK_OK);
+    double gone = test_now();
+    ck_status(anylock_release(h), ANYLOCK_OK);
+    pthread_join(t1, NULL);
+    ck_assert_msg(w1.status == ANYLOCK_OK, "first waiter: %s (%s)", anylock_status_name(w1.status), w1.errmsg);
+    ck_assert_msg(w1.done_at - gone < 10, "the first waiter took %.2f s", w1.done_at - gone);
+
+    /* w2 waits out h's turn and blocks, w3 blocks behind it; h's release
+     * after the turn hands the lock to w2, whose release within its own
+     * turn (it lets go at once) must wake w3. */
+    ck_status(anylock_acquire(h), ANYLOCK_OK);
+    waiter w2 = {.url = url, .name = "turn", .timeout = 20}, w3 = {.url = url, .name = "turn", .timeout = 20};
+    pthread_t t2, t3;
+    pthread_create(&t2, NULL, wait_thread, &w2);
+    wait_blocked(srv.port, 1);
+    pthread_create(&t3, NULL, wait_thread, &w3);
+    wait_blocked(srv.port, 2);
+    gone = test_now();
+    ck_status(anylock_release(h), ANYLOCK_OK);
+    pthread_join(t2, NULL);
+    pthread_join(t3, NULL);
+    ck_assert_msg(w2.status == ANYLOCK_OK && w3.status == ANYLOCK_OK, "waiters: %s, %s (%s)",
+                  anylock_status_name(w2.status), anylock_status_name(w3.status), w3.errmsg);
+    ck_assert_msg(w2.done_at < w3.done_at, "the second waiter was served first");
+    ck_assert_msg(w3.done_at - gone < 10, "the nudged waiter took %.2f s", w3.done_at - gone);
+    redisFree(r);
     anylock_lock_free(h);
     anylock_close(c);
 }
@@ -1379,6 +1444,7 @@ static Suite *redis_suite(void)
         {"interop_modes", t_interop_modes},
         {"dead_writer_lapses", t_dead_writer_lapses},
         {"queue_order", t_queue_order},
+        {"queue_turn", t_queue_turn},
         {"queue_dead_waiter", t_queue_dead_waiter},
     };
     add_test_cases(s, tests, sizeof tests / sizeof tests[0], NULL, NULL, 60);
