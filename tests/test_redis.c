@@ -658,6 +658,8 @@ START_TEST(t_bad_urls)
         {"redis://127.0.0.1:", "?db=1", ANYLOCK_URL_BAD_PARAM},
         {"redis://127.0.0.1:", "?connect_timeout=soon", ANYLOCK_URL_BAD_PARAM},
         {"redis://127.0.0.1:", "?signal_expire=0", ANYLOCK_URL_BAD_PARAM},
+        {"redis://127.0.0.1:", "?turn=-0.001", ANYLOCK_URL_BAD_PARAM},
+        {"redis://127.0.0.1:", "?turn=forever", ANYLOCK_URL_BAD_PARAM},
         {"redis://127.0.0.1:", "?color=red", ANYLOCK_URL_UNKNOWN_PARAM},
         {"redis://127.0.0.1:", ",127.0.0.1:1", ANYLOCK_URL_BAD_HOST},
         {"redis://user@127.0.0.1:", "", ANYLOCK_URL_BAD_USERINFO},
