@@ -93,6 +93,7 @@ typedef struct etcd_held {
     anylock_lock *lock;
     char *key;
     size_t key_len;
+    size_t dir_len;      /* of its name's directory, <prefix><name>/, which starts the key */
     int64_t rev;         /* the key's create revision: a deletion after it is ours */
     int64_t need_from;   /* the first revision a stream must deliver for it */
     int64_t joined_ns;

@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /*
- * The holder watch of etcd://: per client, one thread and one watch stream
- * over the client's prefix, for deletions only (the NOPUT filter).  A key
+ * The holder watch of etcd://: per client, one thread and one watch stream,
+ * for deletions only (the NOPUT filter), over the longest prefix the
+ * directories of its held keys share (<prefix><name>/: the name's
+ * directory while it holds one lock, however often it takes it again, else
+ * at most the client's prefix).  So a deletion reaches the streams of the clients whose
+ * keys are near it, not every client that holds a lock under the prefix (a
+ * stream over the whole prefix would make each release cost the server an
+ * event for every such client).  A key
  * a handle holds that is deleted (its lease was revoked or ran out, a reset
  * took it) is reported at once through anylock_lock_lost(), as the
  * session-bound stores report theirs, not at the holder's next renewal,
@@ -17,8 +23,9 @@
  * creation (the events in between are replayed, so none is missed).  A
  * stream that ended starts again after the last revision it delivered; if
  * etcd compacted that history away, each key is looked up once instead.
- * The thread runs from the first key on; the stream is dropped a while
- * after the last key left.
+ * A key that joins outside the running stream's range starts the stream
+ * again, over a range that takes it in.  The thread runs from the first
+ * key on; the stream is dropped a while after the last key left.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -53,8 +60,8 @@ struct etcd_holders {
     int started, stop;
     etcd_held *list;
     size_t n;
-    char *prefix;       /* the client's prefix (NULL: no key yet), under which its keys are */
-    size_t prefix_len;
+    char *range;        /* the running stream's range: every key that starts so */
+    size_t range_len;
     int restart;        /* a key needs revisions the running stream went past */
     etcd_watch *w;      /* the running stream (replaced by the thread only) */
     int64_t started_at; /* the revision the running stream started from */
@@ -109,6 +116,40 @@ static void report(etcd_held *e, int64_t now)
                       e->name);
 }
 
+/* Whether the running stream watches e's key (hs->mu held). */
+static int in_range(const etcd_holders *hs, const etcd_held *e)
+{
+    return hs->w && e->key_len >= hs->range_len && !memcmp(e->key, hs->range, hs->range_len);
+}
+
+/* A copy of the longest prefix the directories of the keys still watched
+ * share (hs->mu held), in *out; -1 when out of memory. */
+static int shared_prefix(const etcd_holders *hs, char **out, size_t *len)
+{
+    const etcd_held *first = NULL;
+    size_t n = 0;
+    for (const etcd_held *e = hs->list; e; e = e->next) {
+        if (e->lost)
+            continue;
+        if (!first) {
+            first = e;
+            n = e->dir_len;
+            continue;
+        }
+        size_t i = 0;
+        while (i < n && i < e->dir_len && e->key[i] == first->key[i])
+            i++;
+        n = i;
+    }
+    *len = n;
+    *out = malloc(n ? n : 1);
+    if (!*out)
+        return -1;
+    if (n)
+        memcpy(*out, first->key, n);
+    return 0;
+}
+
 /* The first revision the next stream must deliver (hs->mu held). */
 static int64_t start_revision(const etcd_holders *hs)
 {
@@ -126,7 +167,7 @@ static void covered(etcd_holders *hs)
     if (!hs->w)
         return;
     for (etcd_held *e = hs->list; e; e = e->next)
-        if (e->need_from >= hs->started_at && e->need_from <= hs->seen)
+        if (in_range(hs, e) && e->need_from >= hs->started_at && e->need_from <= hs->seen)
             e->need_from = hs->seen + 1;
 }
 
@@ -220,14 +261,14 @@ static void look_up_all(etcd_holders *hs, anylock_op *op)
     }
 }
 
-static etcd_watch *start_stream(etcd_holders *hs, anylock_op *op, int64_t from)
+static etcd_watch *start_stream(anylock_op *op, etcd_http *http, const char *range, size_t range_len, int64_t from)
 {
     etcd_buf b = {0};
     etcd_buf_add(&b, "{\"create_request\":{");
-    etcd_buf_prefix_range(&b, hs->prefix, hs->prefix_len);
+    etcd_buf_prefix_range(&b, range, range_len);
     etcd_buf_add(&b, ",\"start_revision\":\"%" PRId64 "\",\"filters\":[\"NOPUT\"]}}", from);
     etcd_watch *w = NULL;
-    if (!b.failed && etcd_watch_start(op, hs->http, b.s, &w) != ANYLOCK_OK)
+    if (!b.failed && etcd_watch_start(op, http, b.s, &w) != ANYLOCK_OK)
         w = NULL;
     etcd_buf_free(&b);
     return w;
@@ -282,10 +323,16 @@ static void *holders_main(void *arg)
             from = start_revision(hs);
             if (from == INT64_MAX)
                 continue;
-            pthread_mutex_unlock(&hs->mu);
-            etcd_watch *w = start_stream(hs, &op, from);
-            pthread_mutex_lock(&hs->mu);
+            char *range = NULL;
+            size_t range_len = 0;
+            etcd_watch *w = NULL;
+            if (shared_prefix(hs, &range, &range_len) == 0) {
+                pthread_mutex_unlock(&hs->mu);
+                w = start_stream(&op, hs->http, range, range_len, from);
+                pthread_mutex_lock(&hs->mu);
+            }
             if (!w) {
+                free(range);
                 int64_t until = anylock_now_ns() + retry_ms * 1000000;
                 retry_ms = retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : retry_ms * 2;
                 if (!hs->stop)
@@ -293,14 +340,20 @@ static void *holders_main(void *arg)
                 continue;
             }
             hs->w = w;
+            free(hs->range);
+            hs->range = range;
+            hs->range_len = range_len;
             hs->started_at = from;
             hs->seen = from - 1;
             hs->ring_floor = from - 1;
             hs->ring_n = hs->ring_next = 0;
             /* A key that joined while the stream was being started may
-             * need revisions before it. */
+             * need revisions before it, or lie outside its range. */
             if (start_revision(hs) < from)
                 hs->restart = 1;
+            for (etcd_held *e = hs->list; e; e = e->next)
+                if (!e->lost && !in_range(hs, e))
+                    hs->restart = 1;
             if (hs->stop || hs->restart)
                 continue;
         }
@@ -356,6 +409,7 @@ void etcd_holders_add(etcd_holders *hs, const anylock_op *op, etcd_held *e, cons
         return;
     memcpy(e->key, key, key_len);
     e->key_len = key_len;
+    e->dir_len = op->key_len < key_len ? op->key_len + 1 : key_len;
     e->lock = op->lock;
     e->rev = rev;
     e->need_from = rev + 1;
@@ -366,12 +420,7 @@ void etcd_holders_add(etcd_holders *hs, const anylock_op *op, etcd_held *e, cons
         if (anylock_thread_create(&hs->thread, holders_main, hs) == 0)
             hs->started = 1;
     }
-    /* The prefix is the client's, the same for every key. */
-    if (hs->started && !hs->prefix && (hs->prefix = malloc(op->prefix_len + 1)) != NULL) {
-        memcpy(hs->prefix, op->prefix, op->prefix_len);
-        hs->prefix_len = op->prefix_len;
-    }
-    if (!hs->started || !hs->prefix) {
+    if (!hs->started) {
         pthread_mutex_unlock(&hs->mu);
         free(e->key);
         memset(e, 0, sizeof *e);
@@ -383,7 +432,9 @@ void etcd_holders_add(etcd_holders *hs, const anylock_op *op, etcd_held *e, cons
     hs->list = e;
     hs->n++;
     hs->used_ns = e->joined_ns;
-    if (hs->w && hs->seen >= e->need_from && !hs->restart) {
+    if (hs->w && !in_range(hs, e)) {
+        hs->restart = 1; /* over a range that takes the key in */
+    } else if (hs->w && hs->seen >= e->need_from && !hs->restart) {
         /* The running stream went past the key's creation: the deletions
          * it delivered since then must not include the key's, or it is
          * started again from there (and tells exactly). */
@@ -436,6 +487,6 @@ void etcd_holders_close(etcd_holders *hs)
      * here, as every handle is freed before its client. */
     pthread_cond_destroy(&hs->cond);
     pthread_mutex_destroy(&hs->mu);
-    free(hs->prefix);
+    free(hs->range);
     free(hs);
 }

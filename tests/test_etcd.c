@@ -996,6 +996,61 @@ START_TEST(t_lease_revoked)
 }
 END_TEST
 
+/* etcd_debugging_mvcc_events_total summed over the members: the watch
+ * events they sent. */
+static long long events_sent(test_etcd *c)
+{
+    static char out[1 << 20];
+    long long sum = 0;
+    for (int i = 0; i < c->n; i++) {
+        if (!c->m[i].pid)
+            continue;
+        ck_assert_int_eq(test_http_post(c->m[i].port, "/metrics", "{}", out, sizeof out, 5), 200);
+        const char *p = strstr(out, "\netcd_debugging_mvcc_events_total ");
+        ck_assert_msg(p != NULL, "no etcd_debugging_mvcc_events_total in /metrics");
+        sum += atoll(p + strlen("\netcd_debugging_mvcc_events_total "));
+    }
+    return sum;
+}
+
+/* The holder watch of a client covers the keys its locks share, not the
+ * whole prefix: 40 acquire/release pairs by another client, on another
+ * name, send the holder's stream none of their deletions.  Measured as the
+ * events the members sent while the pairs ran, with the far lock held and
+ * then not held; a watch over the prefix would get every deletion (two a
+ * release: the lock key and its .meta). */
+START_TEST(t_watch_range)
+{
+    anylock_client *far = open_url("%s?prefix=wr:", cl.url), *near = open_url("%s?prefix=wr:", cl.url);
+    anylock_lock *f = new_lock(far, "far", 30, -1), *p = new_lock(near, "near", 30, -1);
+    long long delta[2];
+    for (int held = 1; held >= 0; held--) {
+        if (held)
+            ck_status(anylock_acquire(f), ANYLOCK_OK);
+        /* One pair first, so that the near client's own stream runs. */
+        ck_status(anylock_acquire(p), ANYLOCK_OK);
+        ck_status(anylock_release(p), ANYLOCK_OK);
+        long long before = events_sent(&cl);
+        for (int i = 0; i < 40; i++) {
+            ck_status(anylock_acquire(p), ANYLOCK_OK);
+            ck_status(anylock_release(p), ANYLOCK_OK);
+        }
+        delta[held] = events_sent(&cl) - before;
+        if (held)
+            ck_status(anylock_release(f), ANYLOCK_OK);
+        test_sleep(2.5); /* the far client's stream lingers 2 s after its last key */
+    }
+    printf("etcd: 40 pairs sent %lld watch events with another client holding a lock, %lld without\n", delta[1],
+           delta[0]);
+    ck_assert_msg(delta[1] - delta[0] < 40, "the far holder's stream got the near client's deletions "
+                  "(%lld events with it, %lld without)", delta[1], delta[0]);
+    anylock_lock_free(f);
+    anylock_lock_free(p);
+    anylock_close(far);
+    anylock_close(near);
+}
+END_TEST
+
 START_TEST(t_no_quorum)
 {
     /* Two members of three stopped: nobody gets the lock, an acquire fails
@@ -1214,6 +1269,7 @@ static Suite *etcd_suite(void)
     test_case tests[] = {
         {"wire_keys", t_wire_keys},
         {"lease_revoked", t_lease_revoked},
+        {"watch_range", t_watch_range},
         {"names_with_slash", t_names_with_slash},
         {"etcdctl_interop", t_etcdctl_interop},
         {"fifo_order", t_fifo_order},
