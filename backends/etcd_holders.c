@@ -4,14 +4,13 @@
  * for deletions only (the NOPUT filter), over the longest prefix the
  * directories of its held keys share (<prefix><name>/: the name's
  * directory while it holds one lock, however often it takes it again, else
- * at most the client's prefix).  So a deletion reaches the streams of the clients whose
- * keys are near it, not every client that holds a lock under the prefix (a
- * stream over the whole prefix would make each release cost the server an
- * event for every such client).  A key
- * a handle holds that is deleted (its lease was revoked or ran out, a reset
- * took it) is reported at once through anylock_lock_lost(), as the
- * session-bound stores report theirs, not at the holder's next renewal,
- * and also for a lock that is not renewed.
+ * at most the client's prefix).  So a deletion reaches the streams of the
+ * clients whose keys are near it, not of every client that holds a lock
+ * under the prefix (which would make each release cost the server an event
+ * for every such client).  A key a handle holds that is deleted (its lease
+ * was revoked or ran out, a reset took it) is reported at once through
+ * anylock_lock_lost(), as the session-bound stores report theirs, not at
+ * the holder's next renewal, and also for a lock that is not renewed.
  *
  * A deletion is ours when it names our key (the lease id is in it, so no
  * other acquisition ever has the same key) at a revision after the key's
