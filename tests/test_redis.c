@@ -1285,13 +1285,14 @@ END_TEST
 
 /* ---- the waiters' queue ------------------------------------------------- */
 
-/* Waiting acquirers are served in order, and a releaser that comes straight
- * back after its turn does not barge in ahead of them (the first waiter
- * blocks, which wait_blocked sees, only once the holder's turn is over). */
+/* With turn=0, waiting acquirers are served in order, and a releaser that
+ * comes straight back does not barge in ahead of them: every release hands
+ * the lock on (the first waiter's own release, at once, to the second).
+ * queue_turn has the default's turns. */
 START_TEST(t_queue_order)
 {
     char url[600];
-    snprintf(url, sizeof url, "%s?block_max=30&prefix=q1:", srv.url);
+    snprintf(url, sizeof url, "%s?block_max=30&turn=0&prefix=q1:", srv.url);
     anylock_client *c = open_url("%s", url);
     anylock_lock *h = new_lock(c, "fifo", 30, -1);
     ck_status(anylock_acquire(h), ANYLOCK_OK);
@@ -1327,7 +1328,7 @@ static void wait_queued(redisContext *r, const char *queue, long long n)
     ck_assert_msg(q >= n, "%lld waiters queued, want %lld", q, n);
 }
 
-/* A holder's turn (2 s here): a release within it frees the lock, so that a
+/* A holder's turn (3 s here): a release within it frees the lock, so that a
  * holder that comes straight back takes it again, and the first waiter,
  * which naps over the turn instead of blocking, takes it at the turn's end
  * once the holder has gone; a waiter that became the first while blocked
@@ -1336,7 +1337,7 @@ static void wait_queued(redisContext *r, const char *queue, long long n)
 START_TEST(t_queue_turn)
 {
     char url[600];
-    snprintf(url, sizeof url, "%s?block_max=30&turn=2&prefix=q3:", srv.url);
+    snprintf(url, sizeof url, "%s?block_max=30&turn=3&prefix=q3:", srv.url);
     anylock_client *c = open_url("%s", url);
     redisContext *r = raw(srv.port);
     anylock_lock *h = new_lock(c, "turn", 30, -1);
