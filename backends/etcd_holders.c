@@ -23,7 +23,10 @@
  * stream that ended starts again after the last revision it delivered; if
  * etcd compacted that history away, each key is looked up once instead.
  * A key that joins outside the running stream's range starts the stream
- * again, over a range that takes it in.  The thread runs from the first
+ * again, over a range that takes it in; one read of that range first
+ * tells which keys are still there (and need only later revisions) and
+ * which are gone, since the last deletion the old stream delivered can be
+ * far back and a stream started there makes etcd read all history since.  The thread runs from the first
  * key on; the stream is dropped a while after the last key left.
  */
 #include <inttypes.h>
@@ -62,6 +65,7 @@ struct etcd_holders {
     char *range;        /* the running stream's range: every key that starts so */
     size_t range_len;
     int restart;        /* a key needs revisions the running stream went past */
+    int widen;          /* the restart is for a key outside the running stream's range */
     etcd_watch *w;      /* the running stream (replaced by the thread only) */
     int64_t started_at; /* the revision the running stream started from */
     int64_t seen;       /* the last revision it delivered */
@@ -218,6 +222,89 @@ static int apply(etcd_holders *hs, json_object *msg, int *compacted)
     return 0;
 }
 
+/* A key as a range read found it. */
+typedef struct found_key {
+    char *key;
+    size_t len;
+    int64_t create_rev;
+} found_key;
+
+static int found_cmp(const void *a, const void *b)
+{
+    const found_key *x = a, *y = b;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->key, y->key, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* Before a stream starts again over a wider range: the keys the old one
+ * watched need every deletion after the last one it delivered, which can
+ * be long ago (it delivers nothing but deletions), and a stream that starts
+ * there makes etcd read all the history since.  One read of the range they
+ * share tells instead, as of its revision R, which of them are there (they
+ * then need only revisions after R) and which are gone (lost).  Any failure
+ * leaves them as they were (hs->mu held, released during the call). */
+static void confirm_held(etcd_holders *hs, anylock_op *op)
+{
+    char *range = NULL;
+    size_t range_len = 0;
+    int any = 0;
+    for (const etcd_held *e = hs->list; e && !any; e = e->next)
+        any = !e->lost;
+    if (!any || shared_prefix(hs, &range, &range_len) != 0)
+        return;
+    etcd_buf b = {0};
+    etcd_buf_add(&b, "{");
+    etcd_buf_prefix_range(&b, range, range_len);
+    etcd_buf_add(&b, ",\"keys_only\":true}");
+    free(range);
+    pthread_mutex_unlock(&hs->mu);
+    etcd_reply r;
+    anylock_status st =
+        b.failed ? ANYLOCK_NOMEM : etcd_call(op, hs->http, "/v3/kv/range", b.s, ANYLOCK_DEADLINE_NEVER, &r);
+    etcd_buf_free(&b);
+    found_key *fk = NULL;
+    size_t nf = 0;
+    int64_t at = 0;
+    if (st == ANYLOCK_OK) {
+        at = etcd_get_int(etcd_get(r.json, "header"), "revision", 0);
+        json_object *kvs = etcd_get(r.json, "kvs");
+        size_t n = kvs && json_object_is_type(kvs, json_type_array) ? json_object_array_length(kvs) : 0;
+        fk = calloc(n ? n : 1, sizeof *fk);
+        for (size_t i = 0; fk && i < n; i++) {
+            json_object *kv = json_object_array_get_idx(kvs, i);
+            json_object *k = etcd_get(kv, "key");
+            size_t len = 0;
+            char *key = k ? etcd_unb64(json_object_get_string(k), &len) : NULL;
+            if (!key) {
+                at = 0; /* cannot tell: leave every key as it was */
+                break;
+            }
+            fk[nf++] = (found_key){key, len, etcd_get_int(kv, "create_revision", 0)};
+        }
+        if (!fk)
+            at = 0;
+        json_object_put(r.json);
+    }
+    if (at > 0)
+        qsort(fk, nf, sizeof *fk, found_cmp);
+    pthread_mutex_lock(&hs->mu);
+    /* Keys that joined meanwhile are judged alike, if made by R. */
+    for (etcd_held *e = hs->list; at > 0 && e; e = e->next) {
+        if (e->lost || e->rev > at)
+            continue;
+        found_key want = {e->key, e->key_len, 0};
+        const found_key *f = nf ? bsearch(&want, fk, nf, sizeof *fk, found_cmp) : NULL;
+        if (!f || f->create_rev != e->rev)
+            report(e, anylock_now_ns());
+        else if (e->need_from <= at)
+            e->need_from = at + 1;
+    }
+    for (size_t i = 0; i < nf; i++)
+        free(fk[i].key);
+    free(fk);
+}
+
 /* After a compaction: looks up each key once (hs->mu held, released
  * during the calls); the next stream starts after the revision read. */
 static void look_up_all(etcd_holders *hs, anylock_op *op)
@@ -312,6 +399,9 @@ static void *holders_main(void *arg)
                 etcd_watch_stop(old);
                 pthread_mutex_lock(&hs->mu);
             }
+            if (hs->widen && from != INT64_MAX)
+                confirm_held(hs, &op);
+            hs->widen = 0;
             if (from == INT64_MAX) {
                 if (!hs->stop && start_revision(hs) == INT64_MAX && !hs->restart)
                     anylock_cond_wait_until(&hs->cond, &hs->mu, next);
@@ -352,7 +442,7 @@ static void *holders_main(void *arg)
                 hs->restart = 1;
             for (etcd_held *e = hs->list; e; e = e->next)
                 if (!e->lost && !in_range(hs, e))
-                    hs->restart = 1;
+                    hs->restart = hs->widen = 1;
             if (hs->stop || hs->restart)
                 continue;
         }
@@ -432,7 +522,7 @@ void etcd_holders_add(etcd_holders *hs, const anylock_op *op, etcd_held *e, cons
     hs->n++;
     hs->used_ns = e->joined_ns;
     if (hs->w && !in_range(hs, e)) {
-        hs->restart = 1; /* over a range that takes the key in */
+        hs->restart = hs->widen = 1; /* over a range that takes the key in */
     } else if (hs->w && hs->seen >= e->need_from && !hs->restart) {
         /* The running stream went past the key's creation: the deletions
          * it delivered since then must not include the key's, or it is
