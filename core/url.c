@@ -278,8 +278,8 @@ static anylock_status parse_query(anylock__url *u, arena *a, const char *text, s
  * valid URL, so that a URL that fails to parse is shown as safely as one that
  * parses.  The rules err on the side of hiding too much:
  *   - after each "://", up to the next "://" (or the end), the text before
- *     the last '@' is a userinfo unless it starts with '/'; in it, what
- *     follows the first ':' is a password;
+ *     the last '@' (less the slashes it starts with: "redis:///:pw@h") is a
+ *     userinfo; in it, what follows the first ':' is a password;
  *   - a query value that percent-decodes to text holding "://" is redacted
  *     the same way, decoded, and put back percent-encoded if that hid
  *     anything (so an encoded nested URL's password is hidden too);
@@ -356,7 +356,7 @@ static void redact_authorities(sbuf *b, const char *text, size_t n)
         for (const char *p = auth; p < lim; p++)
             if (*p == '@')
                 at = p;
-        if (!at || *auth == '/')
+        if (!at)
             continue;
         const char *colon = memchr(auth, ':', (size_t)(at - auth));
         if (!colon)

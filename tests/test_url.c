@@ -205,6 +205,8 @@ END_TEST
  * whatever the defect and wherever the password is (nested in a query
  * value, percent-encoded, cut from its '@' by a '/', '?' or '#'). */
 static const char *const secret_corpus[] = {
+    /* A nested URL with an empty authority: its "userinfo" follows the slashes. */
+    "redis://:Zq9SecretPw@127.0.0.1:99999/?x=redis:///:Zq9SecretPw@h",
     "migrate://?old=redis://:Zq9SecretPw@127.0.0.1:99999&new=memory://",
     "migrate://?old=redis://:Zq9SecretPw@127.0.0.1:99999&new=memory://x",
     "migrate://?old=redis%3A%2F%2F%3AZq9SecretPw%40127.0.0.1%3A99999&new=memory://",
