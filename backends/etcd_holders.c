@@ -26,8 +26,9 @@
  * again, over a range that takes it in; one read of that range first
  * tells which keys are still there (and need only later revisions) and
  * which are gone, since the last deletion the old stream delivered can be
- * far back and a stream started there makes etcd read all history since.  The thread runs from the first
- * key on; the stream is dropped a while after the last key left.
+ * far back and a stream started there makes etcd read all history since.
+ * The thread runs from the first key on; the stream is dropped a while
+ * after the last key left.
  */
 #include <inttypes.h>
 #include <stdio.h>
