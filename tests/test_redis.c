@@ -1285,6 +1285,17 @@ END_TEST
 
 /* ---- the waiters' queue ------------------------------------------------- */
 
+/* Starts waiters w[0..n) on name, one after another, each once the one
+ * before it is blocked in BLPOP. */
+static void start_blocked(const char *url, const char *name, waiter *w, pthread_t *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        w[i] = (waiter){.url = url, .name = name, .timeout = 20};
+        pthread_create(&t[i], NULL, wait_thread, &w[i]);
+        wait_blocked(srv.port, i + 1);
+    }
+}
+
 /* With turn=0, waiting acquirers are served in order, and a releaser that
  * comes straight back does not barge in ahead of them: every release hands
  * the lock on (the first waiter's own release, at once, to the second).
@@ -1296,20 +1307,17 @@ START_TEST(t_queue_order)
     anylock_client *c = open_url("%s", url);
     anylock_lock *h = new_lock(c, "fifo", 30, -1);
     ck_status(anylock_acquire(h), ANYLOCK_OK);
-    waiter w1 = {.url = url, .name = "fifo", .timeout = 20}, w2 = {.url = url, .name = "fifo", .timeout = 20};
-    pthread_t t1, t2;
-    pthread_create(&t1, NULL, wait_thread, &w1);
-    wait_blocked(srv.port, 1);
-    pthread_create(&t2, NULL, wait_thread, &w2);
-    wait_blocked(srv.port, 2);
+    waiter w[2];
+    pthread_t t[2];
+    start_blocked(url, "fifo", w, t, 2);
     ck_status(anylock_release(h), ANYLOCK_OK);
     /* Handed to the first waiter, not free for the releaser. */
     ck_status(anylock_try_acquire(h), ANYLOCK_BUSY);
-    pthread_join(t1, NULL);
-    pthread_join(t2, NULL);
-    ck_assert_msg(w1.status == ANYLOCK_OK && w2.status == ANYLOCK_OK, "waiters: %s, %s (%s)",
-                  anylock_status_name(w1.status), anylock_status_name(w2.status), w2.errmsg);
-    ck_assert_msg(w1.done_at < w2.done_at, "the second waiter was served first");
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    ck_assert_msg(w[0].status == ANYLOCK_OK && w[1].status == ANYLOCK_OK, "waiters: %s, %s (%s)",
+                  anylock_status_name(w[0].status), anylock_status_name(w[1].status), w[1].errmsg);
+    ck_assert_msg(w[0].done_at < w[1].done_at, "the second waiter was served first");
     ck_status(anylock_try_acquire(h), ANYLOCK_OK);
     ck_status(anylock_release(h), ANYLOCK_OK);
     anylock_lock_free(h);
@@ -1361,20 +1369,17 @@ START_TEST(t_queue_turn)
      * after the turn hands the lock to w2, whose release within its own
      * turn (it lets go at once) must wake w3. */
     ck_status(anylock_acquire(h), ANYLOCK_OK);
-    waiter w2 = {.url = url, .name = "turn", .timeout = 20}, w3 = {.url = url, .name = "turn", .timeout = 20};
-    pthread_t t2, t3;
-    pthread_create(&t2, NULL, wait_thread, &w2);
-    wait_blocked(srv.port, 1);
-    pthread_create(&t3, NULL, wait_thread, &w3);
-    wait_blocked(srv.port, 2);
+    waiter w23[2];
+    pthread_t t23[2];
+    start_blocked(url, "turn", w23, t23, 2);
     gone = test_now();
     ck_status(anylock_release(h), ANYLOCK_OK);
-    pthread_join(t2, NULL);
-    pthread_join(t3, NULL);
-    ck_assert_msg(w2.status == ANYLOCK_OK && w3.status == ANYLOCK_OK, "waiters: %s, %s (%s)",
-                  anylock_status_name(w2.status), anylock_status_name(w3.status), w3.errmsg);
-    ck_assert_msg(w2.done_at < w3.done_at, "the second waiter was served first");
-    ck_assert_msg(w3.done_at - gone < 10, "the nudged waiter took %.2f s", w3.done_at - gone);
+    pthread_join(t23[0], NULL);
+    pthread_join(t23[1], NULL);
+    ck_assert_msg(w23[0].status == ANYLOCK_OK && w23[1].status == ANYLOCK_OK, "waiters: %s, %s (%s)",
+                  anylock_status_name(w23[0].status), anylock_status_name(w23[1].status), w23[1].errmsg);
+    ck_assert_msg(w23[0].done_at < w23[1].done_at, "the second waiter was served first");
+    ck_assert_msg(w23[1].done_at - gone < 10, "the nudged waiter took %.2f s", w23[1].done_at - gone);
     redisFree(r);
     anylock_lock_free(h);
     anylock_close(c);
