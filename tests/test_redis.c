@@ -1296,6 +1296,17 @@ static void start_blocked(const char *url, const char *name, waiter *w, pthread_
     }
 }
 
+/* Joins the two waiters start_blocked() started: both took the lock, the
+ * first one first. */
+static void join_in_order(waiter *w, pthread_t *t)
+{
+    pthread_join(t[0], NULL);
+    pthread_join(t[1], NULL);
+    ck_assert_msg(w[0].status == ANYLOCK_OK && w[1].status == ANYLOCK_OK, "waiters: %s, %s (%s)",
+                  anylock_status_name(w[0].status), anylock_status_name(w[1].status), w[1].errmsg);
+    ck_assert_msg(w[0].done_at < w[1].done_at, "the second waiter was served first");
+}
+
 /* With turn=0, waiting acquirers are served in order, and a releaser that
  * comes straight back does not barge in ahead of them: every release hands
  * the lock on (the first waiter's own release, at once, to the second).
@@ -1313,11 +1324,7 @@ START_TEST(t_queue_order)
     ck_status(anylock_release(h), ANYLOCK_OK);
     /* Handed to the first waiter, not free for the releaser. */
     ck_status(anylock_try_acquire(h), ANYLOCK_BUSY);
-    pthread_join(t[0], NULL);
-    pthread_join(t[1], NULL);
-    ck_assert_msg(w[0].status == ANYLOCK_OK && w[1].status == ANYLOCK_OK, "waiters: %s, %s (%s)",
-                  anylock_status_name(w[0].status), anylock_status_name(w[1].status), w[1].errmsg);
-    ck_assert_msg(w[0].done_at < w[1].done_at, "the second waiter was served first");
+    join_in_order(w, t);
     ck_status(anylock_try_acquire(h), ANYLOCK_OK);
     ck_status(anylock_release(h), ANYLOCK_OK);
     anylock_lock_free(h);
@@ -1374,11 +1381,7 @@ START_TEST(t_queue_turn)
     start_blocked(url, "turn", w23, t23, 2);
     gone = test_now();
     ck_status(anylock_release(h), ANYLOCK_OK);
-    pthread_join(t23[0], NULL);
-    pthread_join(t23[1], NULL);
-    ck_assert_msg(w23[0].status == ANYLOCK_OK && w23[1].status == ANYLOCK_OK, "waiters: %s, %s (%s)",
-                  anylock_status_name(w23[0].status), anylock_status_name(w23[1].status), w23[1].errmsg);
-    ck_assert_msg(w23[0].done_at < w23[1].done_at, "the second waiter was served first");
+    join_in_order(w23, t23);
     ck_assert_msg(w23[1].done_at - gone < 10, "the nudged waiter took %.2f s", w23[1].done_at - gone);
     redisFree(r);
     anylock_lock_free(h);
