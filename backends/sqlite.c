@@ -77,6 +77,14 @@
  * sleeps. */
 #define SQ_BUSY_YIELD_NS (200 * (int64_t)1000)
 #define SQ_DEFAULT_POLL_MAX_MS 2
+/* A holder's turn (the turn URL parameter): for this long after it was
+ * handed an exclusive lock (or took it), a release does not hand the lock
+ * on, and the holder may take it again, ahead of the queue. */
+#define SQ_DEFAULT_TURN_MS 5
+/* The slot of a turn entry: a queue entry, first in the queue, that keeps
+ * the key for the holder that released it within its turn (its owner)
+ * until the turn ends (its expiry). */
+#define SQ_TURN_SLOT (-2)
 /* Idle connections kept per client; more are closed when returned. */
 #define SQ_POOL_MAX 4
 /* How many expired rows each acquire deletes, so that the file stays
@@ -110,6 +118,7 @@ enum {
     S_HOLDERS,
     S_WAITERS,
     S_MAX_SEQ,
+    S_MIN_SEQ,
     S_ENQUEUE,
     S_REFRESH_WAITER,
     S_DEQUEUE,
@@ -141,9 +150,11 @@ static const char *const sq_sql[S_COUNT_] = {
     [S_ROLLBACK] = "ROLLBACK",
     [S_HOLDERS] = "SELECT owner, mode, permits, expires_at, meta, token, granted_seq FROM anylock_holders"
                   " WHERE key = ?1 AND " LIVE,
-    [S_WAITERS] = "SELECT seq, mode, permits, slot FROM anylock_waiters WHERE key = ?1 AND expires_at > ?2"
+    [S_WAITERS] = "SELECT seq, mode, permits, slot, expires_at, slot = -2 AND CAST(owner AS BLOB) = ?3"
+                  " FROM anylock_waiters WHERE key = ?1 AND expires_at > ?2"
                   " ORDER BY seq LIMIT 64", /* SQ_QUEUE_READ */
-    [S_MAX_SEQ] = "SELECT coalesce(max(seq), 0) FROM anylock_waiters WHERE key = ?1",
+    [S_MAX_SEQ] = "SELECT max(coalesce(max(seq), 0), 0) FROM anylock_waiters WHERE key = ?1", /* turn entries: <= 0 */
+    [S_MIN_SEQ] = "SELECT coalesce(min(seq), 1) FROM anylock_waiters WHERE key = ?1",
     [S_ENQUEUE] = "INSERT INTO anylock_waiters(key, seq, owner, mode, permits, slot, expires_at, expires_ms, meta)"
                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     [S_REFRESH_WAITER] = "UPDATE anylock_waiters SET expires_at = ?3 WHERE key = ?1 AND seq = ?2",
@@ -195,10 +206,16 @@ typedef struct sq_client {
     int wake_fd;       /* the wake file, open, holding no slot: asks whether a slot is held */
     int64_t busy_ms;
     int64_t poll_max_ms;
+    int64_t turn_ms;
     anylock_pool *pool;
 } sq_client;
 
-static const char *const sq_params[] = {"busy_timeout", "poll_max", NULL};
+/* Per lock handle. */
+typedef struct sq_lock {
+    int64_t turn_end; /* ms: the end of the holder's turn; 0: none */
+} sq_lock;
+
+static const char *const sq_params[] = {"busy_timeout", "poll_max", "turn", NULL};
 
 /* ---- clock ---- */
 
@@ -709,7 +726,10 @@ typedef struct sq_waiter {
     int64_t seq;
     anylock_mode mode;
     unsigned permits;
-    int slot;
+    int slot;           /* its wake slot, -1 for none */
+    int turn;           /* a turn entry (SQ_TURN_SLOT) */
+    int own_turn;       /* a turn entry of op->id */
+    int64_t expires_at; /* ms */
 } sq_waiter;
 
 /* What one transaction read about a key. */
@@ -771,26 +791,70 @@ static int read_queue(sq_conn *c, const anylock_op *op, int64_t now_ms, sq_view 
         w->mode = stored_mode(sqlite3_column_int64(s, 1), w->permits);
         int64_t slot = sqlite3_column_int64(s, 3);
         w->slot = slot >= 0 && slot < SQ_WAKE_SLOTS ? (int)slot : -1;
+        w->turn = slot == SQ_TURN_SLOT;
+        w->expires_at = sqlite3_column_int64(s, 4);
+        w->own_turn = sqlite3_column_int(s, 5);
     }
     finish(s);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
 }
 
-/* Whether an acquirer (queued as seq, or 0 for not queued: behind everyone)
- * may take the key now: every waiter ahead of it takes its turn first, in
+/* Whether an acquirer at place in the queue (queue_place()) may take the
+ * key now: every waiter ahead of it takes its turn first, in
  * order, as far as they fit; then it must fit too. */
-static int admitted(const sq_view *v, int64_t seq, anylock_mode mode, unsigned permits)
+static int admitted(const sq_view *v, int64_t place, anylock_mode mode, unsigned permits)
 {
     sq_group g = v->holders;
-    for (size_t i = 0; i < v->nq && (seq == 0 || v->q[i].seq < seq); i++) {
+    for (size_t i = 0; i < v->nq && v->q[i].seq < place; i++) {
         if (!fits(&g, v->q[i].mode, v->q[i].permits))
             return 0;
         join(&g, v->q[i].mode, v->q[i].permits);
     }
     /* SQ_QUEUE_READ waiters ahead, all read: there may be more. */
-    if (v->nq == SQ_QUEUE_READ && (seq == 0 || v->q[v->nq - 1].seq < seq))
+    if (v->nq == SQ_QUEUE_READ && v->q[v->nq - 1].seq < place)
         return 0;
     return fits(&g, mode, permits);
+}
+
+/* op->id's turn entry in v, or NULL. */
+static const sq_waiter *own_turn(const sq_view *v)
+{
+    for (size_t i = 0; i < v->nq; i++)
+        if (v->q[i].own_turn)
+            return &v->q[i];
+    return NULL;
+}
+
+/* Where an acquirer queued as seq (0: not queued) stands, for admitted()
+ * and drop_dead_blockers(): at its turn entry if it has one (first, then),
+ * else at seq, else behind the whole queue (INT64_MAX). */
+static int64_t queue_place(const sq_view *v, int64_t seq)
+{
+    const sq_waiter *t = own_turn(v);
+    return t ? t->seq : seq ? seq : INT64_MAX;
+}
+
+/* The soonest end (ms) of another holder's turn in v, 0 if none: a waiter
+ * looks again then, since nobody else tells it that the turn ended. */
+static int64_t turn_ahead_end(const sq_view *v)
+{
+    int64_t end = 0;
+    for (size_t i = 0; i < v->nq; i++)
+        if (v->q[i].turn && !v->q[i].own_turn && (!end || v->q[i].expires_at < end))
+            end = v->q[i].expires_at;
+    return end;
+}
+
+/* An acquisition of op's lock at t: its turn ends with the turn entry it
+ * came through (v, NULL: none), else turn_ms from now for an exclusive
+ * lock. */
+static void turn_begins(anylock_op *op, const sq_client *sc, const sq_view *v, int64_t t)
+{
+    sq_lock *l = op->lock_state;
+    if (!l)
+        return;
+    const sq_waiter *own = v ? own_turn(v) : NULL;
+    l->turn_end = own ? own->expires_at : op->mode == ANYLOCK_EXCLUSIVE && sc->turn_ms ? ms_floor(t) + sc->turn_ms : 0;
 }
 
 /* The tag of the queue entry (key, seq), as its waiter writes it in its
@@ -1058,6 +1122,8 @@ static anylock_status sq_open(anylock_op *op, const anylock_url *url)
     anylock_status st = anylock_url_param_ms(op, url, "busy_timeout", SQ_DEFAULT_BUSY_MS, &sc->busy_ms);
     if (st == ANYLOCK_OK)
         st = anylock_url_param_ms(op, url, "poll_max", SQ_DEFAULT_POLL_MAX_MS, &sc->poll_max_ms);
+    if (st == ANYLOCK_OK)
+        st = anylock_url_param_ms(op, url, "turn", SQ_DEFAULT_TURN_MS, &sc->turn_ms);
     if (st != ANYLOCK_OK)
         return st;
     if (sc->poll_max_ms < 1)
@@ -1258,22 +1324,22 @@ static int drop_dead_ahead(sq_client *sc, sq_conn *c, const anylock_op *op, sq_v
     return dropped;
 }
 
-/* When acquirer seq (0: not queued) is held back by the queue: drops the
+/* When an acquirer at place (queue_place()) is held back by the queue: drops the
  * first waiter ahead that does not fit, as long as it died (its slot is
  * free), so that a dead waiter (a writer marker, say) holds nobody up;
  * 1 if any went. */
-static int drop_dead_blockers(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view *v, int64_t seq, int *rc)
+static int drop_dead_blockers(sq_client *sc, sq_conn *c, const anylock_op *op, sq_view *v, int64_t place, int *rc)
 {
     int dropped = 0;
     for (;;) {
         sq_group g = v->holders;
         size_t i = 0;
-        for (; i < v->nq && (seq == 0 || v->q[i].seq < seq); i++) {
+        for (; i < v->nq && v->q[i].seq < place; i++) {
             if (!fits(&g, v->q[i].mode, v->q[i].permits))
                 break;
             join(&g, v->q[i].mode, v->q[i].permits);
         }
-        if (i == v->nq || (seq && v->q[i].seq >= seq) || v->q[i].slot < 0 ||
+        if (i == v->nq || v->q[i].seq >= place || v->q[i].slot < 0 ||
             slot_alive(sc, sc->wake_fd, v->q[i].slot, sq_tag(op, v->q[i].seq)))
             return dropped;
         if ((*rc = dequeue(c, op, v->q[i].seq)) != SQLITE_OK)
@@ -1322,6 +1388,7 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
         rc = step_done(c->stmt[S_COMMIT]);
         if (rc == SQLITE_OK) {
             granted(op, v.own_token, v.own_expires_at);
+            turn_begins(op, sc, NULL, t);
             st = ANYLOCK_OK;
             w->seq = 0;
         } else {
@@ -1334,9 +1401,9 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
     } else if (conflicts(&v.holders, op->mode, permits)) {
         st = conflict_error(op, &v);
         leave = 1;
-    } else if (admitted(&v, w->seq, op->mode, permits) ||
-               (drop_dead_blockers(sc, c, op, &v, w->seq, &rc) && rc == SQLITE_OK &&
-                admitted(&v, w->seq, op->mode, permits))) {
+    } else if (admitted(&v, queue_place(&v, w->seq), op->mode, permits) ||
+               (drop_dead_blockers(sc, c, op, &v, queue_place(&v, w->seq), &rc) && rc == SQLITE_OK &&
+                admitted(&v, queue_place(&v, w->seq), op->mode, permits))) {
         int64_t token = 0;
         rc = next_token(c, &token);
         sqlite3_stmt *s = c->stmt[S_PUT];
@@ -1375,6 +1442,7 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
             w->seq = 0;
             op->token = (uint64_t)token;
             op->granted_at = t;
+            turn_begins(op, sc, &v, t);
         } else {
             nwake = 0;
             st = sq_fail(op, sc, c->db, rc, "acquire");
@@ -1432,8 +1500,10 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
             rc = step_done(c->stmt[S_COMMIT]);
         if (rc != SQLITE_OK)
             st = sq_fail(op, sc, c->db, rc, "acquire");
-        /* Wake for a holder's expiry, which may let us in. */
-        w->wake_at = v.first_expiry;
+        /* Wake for a holder's expiry or the end of a turn, which may let
+         * us in. */
+        int64_t turn_end = turn_ahead_end(&v);
+        w->wake_at = turn_end && (!v.first_expiry || turn_end < v.first_expiry) ? turn_end : v.first_expiry;
     }
     if (leave && w->seq && !sqlite3_get_autocommit(c->db)) {
         rc = dequeue(c, op, w->seq);
@@ -1538,6 +1608,7 @@ static anylock_status sq_acquire(anylock_op *op)
                 /* Woken: handed over (a read tells), or told to look. */
                 int g = check_granted(c, op, &w);
                 if (g == 1) {
+                    turn_begins(op, sc, NULL, anylock_now_ns());
                     st = ANYLOCK_OK;
                     w.seq = 0;
                     goto out;
@@ -1580,6 +1651,7 @@ static anylock_status sq_acquire(anylock_op *op)
                 version = now_version;
                 int g = check_granted(c, op, &w);
                 if (g == 1) {
+                    turn_begins(op, sc, NULL, anylock_now_ns());
                     st = ANYLOCK_OK;
                     w.seq = 0;
                     goto out;
@@ -1589,7 +1661,7 @@ static anylock_status sq_acquire(anylock_op *op)
                 sq_view v;
                 int64_t nms = now_ms_floor();
                 if (g < 0 || read_holders(c, op, nms, &v) != SQLITE_OK || read_queue(c, op, nms, &v) != SQLITE_OK ||
-                    admitted(&v, w.seq, op->mode, op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0))
+                    admitted(&v, queue_place(&v, w.seq), op->mode, op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0))
                     break;
             }
             if (w.slot.slot >= 0 && w.seq && dead_ahead(sc, c, op, &w)) {
@@ -1599,8 +1671,8 @@ static anylock_status sq_acquire(anylock_op *op)
         }
     }
 out:
-    if (w.seq && st != ANYLOCK_OK && st != ANYLOCK_BUSY)
-        st = leave_queue(op, sc, c, &w, st);
+    if (w.seq && st != ANYLOCK_OK && st != ANYLOCK_BUSY && (st = leave_queue(op, sc, c, &w, st)) == ANYLOCK_OK)
+        turn_begins(op, sc, NULL, anylock_now_ns());
     slot_drop(sc, &w.slot);
     conn_put(sc, c);
     return st;
@@ -1621,10 +1693,50 @@ static anylock_status not_held(anylock_op *op, sq_client *sc, sq_conn *c, int ex
                             v.holders.n ? "held by another owner" : "not held (expired or reset)");
 }
 
+/* A release within op's turn (ending turn_end, ms) that left the key free
+ * with waiters queued (v): the key stays op->id's until then, through a
+ * turn entry first in the queue, which nobody is let in past.  The first
+ * release of a turn makes the entry and wakes the first waiter, which
+ * learns so when the turn ends. */
+static int keep_turn(sq_conn *c, const anylock_op *op, const sq_view *v, int64_t turn_end, int wake[SQ_QUEUE_READ],
+                     size_t *nwake)
+{
+    if (own_turn(v))
+        return SQLITE_OK;
+    sqlite3_stmt *s = c->stmt[S_MIN_SEQ];
+    bind_kno(s, op, 0);
+    int rc = sqlite3_step(s);
+    int64_t seq = sqlite3_column_int64(s, 0) - 1;
+    rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+    finish(s);
+    if (rc != SQLITE_OK)
+        return rc;
+    s = c->stmt[S_ENQUEUE];
+    bind_kno(s, op, 0);
+    sqlite3_bind_int64(s, 2, seq);
+    sqlite3_bind_blob(s, 3, op->id, (int)op->id_len, SQLITE_STATIC);
+    sqlite3_bind_int(s, 4, (int)ANYLOCK_EXCLUSIVE);
+    sqlite3_bind_int64(s, 5, 0);
+    sqlite3_bind_int(s, 6, SQ_TURN_SLOT);
+    sqlite3_bind_int64(s, 7, turn_end);
+    sqlite3_bind_int64(s, 8, 0);
+    sqlite3_bind_null(s, 9);
+    rc = step_done(s);
+    for (size_t i = 0; rc == SQLITE_OK && i < v->nq; i++)
+        if (v->q[i].slot >= 0) {
+            wake[(*nwake)++] = v->q[i].slot;
+            break;
+        }
+    return rc;
+}
+
 /* Runs one change to op->key's holders (stmt, bound by the caller) in a
  * transaction that also hands the key over to whoever's turn it is, then
- * wakes them.  *changes = rows changed. */
-static int change_and_wake(sq_client *sc, sq_conn *c, const anylock_op *op, sqlite3_stmt *stmt, int *changes)
+ * wakes them; or, for a release within the holder's turn (turn_end, ms; 0:
+ * none) that frees the key, keeps it for the holder (keep_turn).
+ * *changes = rows changed. */
+static int change_and_wake(sq_client *sc, sq_conn *c, const anylock_op *op, sqlite3_stmt *stmt, int64_t turn_end,
+                           int *changes)
 {
     int wake[SQ_QUEUE_READ];
     size_t nwake = 0;
@@ -1641,7 +1753,9 @@ static int change_and_wake(sq_client *sc, sq_conn *c, const anylock_op *op, sqli
         rc = read_queue(c, op, ms_floor(t), &v);
         if (rc == SQLITE_OK && v.nq)
             rc = read_holders(c, op, ms_floor(t), &v);
-        if (rc == SQLITE_OK && v.nq)
+        if (rc == SQLITE_OK && v.nq && ms_floor(t) < turn_end && v.holders.n == 0 && !turn_ahead_end(&v))
+            rc = keep_turn(c, op, &v, turn_end, wake, &nwake);
+        else if (rc == SQLITE_OK && v.nq)
             rc = grant_turns(sc, c, op, &v, 0, t, wake, &nwake);
     }
     if (rc == SQLITE_OK)
@@ -1662,8 +1776,9 @@ static anylock_status sq_release(anylock_op *op)
         return st;
     sqlite3_stmt *s = c->stmt[S_RELEASE];
     bind_kno(s, op, now_ms_floor());
+    const sq_lock *l = op->lock_state;
     int changes = 0;
-    int rc = change_and_wake(sc, c, op, s, &changes);
+    int rc = change_and_wake(sc, c, op, s, l ? l->turn_end : 0, &changes);
     if (rc != SQLITE_OK)
         st = sq_fail(op, sc, c->db, rc, "release");
     else if (changes == 0)
@@ -1761,7 +1876,7 @@ static anylock_status sq_reset(anylock_op *op)
     sqlite3_stmt *s = c->stmt[S_RESET];
     sqlite3_bind_blob(s, 1, op->key, (int)op->key_len, SQLITE_STATIC);
     int changes;
-    int rc = change_and_wake(sc, c, op, s, &changes);
+    int rc = change_and_wake(sc, c, op, s, 0, &changes);
     if (rc != SQLITE_OK)
         st = sq_fail(op, sc, c->db, rc, "reset");
     conn_put(sc, c);
@@ -1834,6 +1949,6 @@ const anylock_backend anylock__sqlite_backend = {
     .extend = sq_extend,
     .reset = sq_reset,
     .reset_all = sq_reset_all,
-    .lock_size = 0,
+    .lock_size = sizeof(sq_lock),
     .enumerate = sq_enumerate,
 };

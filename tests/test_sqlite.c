@@ -1079,7 +1079,7 @@ static pid_t start_writer(const char *url, const char *name, int report_fd, doub
 static void wait_queued(const char *file, int want)
 {
     char sql[256];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM anylock_waiters");
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM anylock_waiters WHERE slot != -2"); /* not turn entries */
     for (int i = 0; i < 1000; i++) {
         if (query_int(path_of(file), sql) == want)
             return;
@@ -1369,9 +1369,10 @@ END_TEST
 /* A released lock is handed to the waiting process and the waiter is woken
  * for it: hand-offs take far less than the 100 ms safety net a missed
  * wake-up would fall back to (median of 15). */
+/* (turn=0: every release hands over; holder_turn tests turns.) */
 START_TEST(t_handoff_wakes_waiter)
 {
-    const char *url = url_of("ho.db", NULL);
+    const char *url = url_of("ho.db", "turn=0");
     anylock_client *c = open_ok(url);
     anylock_lock *l = NULL;
     ck_status(anylock_lock_new(c, "ho", &l), ANYLOCK_OK);
@@ -1426,6 +1427,93 @@ START_TEST(t_handoff_wakes_waiter)
     test_shared_free(times, 16 * sizeof(double));
     close(to_child[1]);
     close(to_parent[0]);
+    anylock_lock_free(l);
+    anylock_close(c);
+}
+END_TEST
+
+/* A holder's turn: a release within it keeps the lock for the holder (a
+ * turn entry, no hand-over), which takes it again ahead of the queue and
+ * of newcomers; the first waiter takes it when the turn ends, woken for it
+ * (its own refresh, every second, would come later).  With turn=0 a release
+ * hands over. */
+START_TEST(t_holder_turn)
+{
+    const char *db = path_of("tn.db");
+    anylock_client *c = open_ok(url_of("tn.db", "turn=2.5"));
+    anylock_lock *l = NULL, *other = NULL;
+    ck_status(anylock_lock_new(c, "tn", &l), ANYLOCK_OK);
+    ck_status(anylock_lock_new(c, "tn", &other), ANYLOCK_OK);
+    double *shared = test_shared_alloc(sizeof(double));
+    double before = test_now();
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    double after = test_now();
+    char url[1024];
+    snprintf(url, sizeof url, "%s", url_of("tn.db", NULL));
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        anylock_client *c2 = NULL;
+        anylock_lock *l2 = NULL;
+        if (anylock_open(url, &c2) != ANYLOCK_OK || anylock_lock_new(c2, "tn", &l2) != ANYLOCK_OK ||
+            anylock_lock_set_timeout(l2, 8) != ANYLOCK_OK || anylock_acquire(l2) != ANYLOCK_OK)
+            _exit(2);
+        *shared = test_now();
+        _exit(anylock_release(l2) == ANYLOCK_OK ? 0 : 3);
+    }
+    wait_queued("tn.db", 1);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    /* Free, not handed over: the turn entry keeps it. */
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM anylock_holders"), 0);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM anylock_waiters WHERE slot = -2"), 1);
+    ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
+    ck_status(anylock_try_acquire(l), ANYLOCK_OK);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM anylock_waiters WHERE slot = -2"), 1);
+    ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    /* The turn ends 2.5 s after the first acquire (whole ms). */
+    ck_assert_msg(*shared >= before + 2.5 - 0.002, "the waiter got in %.3f s into the turn", *shared - before);
+    ck_assert_msg(*shared - (after + 2.5) < 0.25 * scale(), "the waiter got in %.3f s after the turn",
+                  *shared - (after + 2.5));
+    test_shared_free(shared, sizeof(double));
+    anylock_lock_free(other);
+    anylock_lock_free(l);
+    anylock_close(c);
+
+    /* turn=0: the release hands the lock to the waiter (its row, written
+     * by the release; it lets go only when told). */
+    c = open_ok(url_of("tn.db", "turn=0"));
+    ck_status(anylock_lock_new(c, "tn0", &l), ANYLOCK_OK);
+    ck_status(anylock_acquire(l), ANYLOCK_OK);
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    fflush(NULL);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        anylock_client *c2 = NULL;
+        anylock_lock *l2 = NULL;
+        char b;
+        if (anylock_open(url, &c2) != ANYLOCK_OK || anylock_lock_new(c2, "tn0", &l2) != ANYLOCK_OK ||
+            anylock_lock_set_timeout(l2, 8) != ANYLOCK_OK || anylock_acquire(l2) != ANYLOCK_OK)
+            _exit(2);
+        if (read(go[0], &b, 1) != 1)
+            _exit(4);
+        _exit(anylock_release(l2) == ANYLOCK_OK ? 0 : 3);
+    }
+    wait_queued("tn.db", 1);
+    ck_status(anylock_release(l), ANYLOCK_OK);
+    ck_assert_int_eq(query_int(db, "SELECT count(*) FROM anylock_holders WHERE granted_seq > 0"), 1);
+    ck_status(anylock_try_acquire(l), ANYLOCK_BUSY);
+    ck_assert_int_eq(write(go[1], "g", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    close(go[0]);
+    close(go[1]);
     anylock_lock_free(l);
     anylock_close(c);
 }
@@ -1534,6 +1622,7 @@ static Suite *sqlite_suite(void)
         {"semaphore_processes", t_semaphore_processes},
         {"stale_entry_on_reused_slot", t_stale_entry_on_reused_slot},
         {"handoff_wakes_waiter", t_handoff_wakes_waiter},
+        {"holder_turn", t_holder_turn},
         {"file_bounded", t_file_bounded},
         {"filesystem_table", t_filesystem_table},
     };
