@@ -845,6 +845,26 @@ static int64_t turn_ahead_end(const sq_view *v)
     return end;
 }
 
+/* When (ms) an acquirer at place must look again because another holder's
+ * turn ends, 0 if it need not: only when nothing but turn entries keeps it
+ * out of the free key (the turn's owner may hold it now, or not come back
+ * and leave it free with nobody to hand it over).  Waiters further back
+ * are handed the key in turn, as ever; waking them too would cost a write
+ * transaction per waiter per turn. */
+static int64_t turn_wake_at(const sq_view *v, int64_t place, anylock_mode mode, unsigned permits)
+{
+    int64_t end = turn_ahead_end(v);
+    if (!end)
+        return 0;
+    sq_view rest;
+    memset(&rest.holders, 0, sizeof rest.holders);
+    rest.nq = 0;
+    for (size_t i = 0; i < v->nq; i++)
+        if (!v->q[i].turn)
+            rest.q[rest.nq++] = v->q[i];
+    return admitted(&rest, place, mode, permits) ? end : 0;
+}
+
 /* An acquisition of op's lock at t: its turn ends with the turn entry it
  * came through (v, NULL: none), else turn_ms from now for an exclusive
  * lock. */
@@ -1502,7 +1522,7 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
             st = sq_fail(op, sc, c->db, rc, "acquire");
         /* Wake for a holder's expiry or the end of a turn, which may let
          * us in. */
-        int64_t turn_end = turn_ahead_end(&v);
+        int64_t turn_end = turn_wake_at(&v, queue_place(&v, w->seq), op->mode, permits);
         w->wake_at = turn_end && (!v.first_expiry || turn_end < v.first_expiry) ? turn_end : v.first_expiry;
     }
     if (leave && w->seq && !sqlite3_get_autocommit(c->db)) {
