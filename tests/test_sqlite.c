@@ -1050,6 +1050,18 @@ START_TEST(t_shared_and_exclusive)
 }
 END_TEST
 
+/* In a forked child: a new client of url and its lock on name, waiting
+ * for at most timeout; the child exits with 2 if either fails. */
+static anylock_lock *child_lock(const char *url, const char *name, double timeout)
+{
+    anylock_client *c = NULL;
+    anylock_lock *l = NULL;
+    if (anylock_open(url, &c) != ANYLOCK_OK || anylock_lock_new(c, name, &l) != ANYLOCK_OK ||
+        anylock_lock_set_timeout(l, timeout) != ANYLOCK_OK)
+        _exit(2);
+    return l;
+}
+
 /* A process that waits for the exclusive lock (a writer) while readers
  * hold it; reports 'w' when its acquire call is about to start. */
 static pid_t start_writer(const char *url, const char *name, int report_fd, double timeout)
@@ -1058,10 +1070,8 @@ static pid_t start_writer(const char *url, const char *name, int report_fd, doub
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_client *c = NULL;
-        anylock_lock *l = NULL;
-        if (anylock_open(url, &c) != ANYLOCK_OK || anylock_lock_new(c, name, &l) != ANYLOCK_OK ||
-            anylock_lock_set_timeout(l, timeout) != ANYLOCK_OK || anylock_lock_set_expires(l, 60) != ANYLOCK_OK)
+        anylock_lock *l = child_lock(url, name, timeout);
+        if (anylock_lock_set_expires(l, 60) != ANYLOCK_OK)
             _exit(2);
         char w = 'w';
         if (write(report_fd, &w, 1) != 1)
@@ -1392,11 +1402,7 @@ START_TEST(t_handoff_wakes_waiter)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_client *c2 = NULL;
-        anylock_lock *l2 = NULL;
-        if (anylock_open(url, &c2) != ANYLOCK_OK || anylock_lock_new(c2, "ho", &l2) != ANYLOCK_OK ||
-            anylock_lock_set_timeout(l2, 5) != ANYLOCK_OK)
-            _exit(2);
+        anylock_lock *l2 = child_lock(url, "ho", 5);
         for (int i = 0; i < 15; i++) {
             char b;
             if (read(to_child[0], &b, 1) != 1)
@@ -1462,10 +1468,8 @@ START_TEST(t_holder_turn)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_client *c2 = NULL;
-        anylock_lock *l2 = NULL;
-        if (anylock_open(url, &c2) != ANYLOCK_OK || anylock_lock_new(c2, "tn", &l2) != ANYLOCK_OK ||
-            anylock_lock_set_timeout(l2, 8) != ANYLOCK_OK || anylock_acquire(l2) != ANYLOCK_OK)
+        anylock_lock *l2 = child_lock(url, "tn", 8);
+        if (anylock_acquire(l2) != ANYLOCK_OK)
             _exit(2);
         *shared = test_now();
         _exit(anylock_release(l2) == ANYLOCK_OK ? 0 : 3);
@@ -1503,11 +1507,9 @@ START_TEST(t_holder_turn)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_client *c2 = NULL;
-        anylock_lock *l2 = NULL;
+        anylock_lock *l2 = child_lock(url, "tn0", 8);
         char b;
-        if (anylock_open(url, &c2) != ANYLOCK_OK || anylock_lock_new(c2, "tn0", &l2) != ANYLOCK_OK ||
-            anylock_lock_set_timeout(l2, 8) != ANYLOCK_OK || anylock_acquire(l2) != ANYLOCK_OK)
+        if (anylock_acquire(l2) != ANYLOCK_OK)
             _exit(2);
         if (read(go[0], &b, 1) != 1)
             _exit(4);
