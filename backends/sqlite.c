@@ -1201,6 +1201,37 @@ static int read_view(sq_conn *c, const anylock_op *op, int64_t now_ms, sq_view *
     return rc;
 }
 
+/* Puts an entry of op in op->key's queue, living until expires_at (ms),
+ * and sets *seq to its seq: a waiter for op's mode that wakes through slot,
+ * behind the queue; or, for slot SQ_TURN_SLOT, a turn entry ahead of it. */
+static int enqueue(sq_conn *c, const anylock_op *op, int slot, int64_t expires_at, int64_t *seq)
+{
+    int turn = slot == SQ_TURN_SLOT;
+    sqlite3_stmt *s = c->stmt[turn ? S_MIN_SEQ : S_MAX_SEQ];
+    bind_kno(s, op, 0);
+    int rc = sqlite3_step(s);
+    int64_t at = sqlite3_column_int64(s, 0) + (turn ? -1 : 1);
+    rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
+    finish(s);
+    if (rc != SQLITE_OK)
+        return rc;
+    *seq = at;
+    s = c->stmt[S_ENQUEUE];
+    bind_kno(s, op, 0);
+    sqlite3_bind_int64(s, 2, at);
+    sqlite3_bind_blob(s, 3, op->id, (int)op->id_len, SQLITE_STATIC);
+    sqlite3_bind_int(s, 4, (int)(turn ? ANYLOCK_EXCLUSIVE : op->mode));
+    sqlite3_bind_int64(s, 5, !turn && op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0);
+    sqlite3_bind_int(s, 6, slot);
+    sqlite3_bind_int64(s, 7, expires_at);
+    sqlite3_bind_int64(s, 8, turn ? 0 : op->expires_ms);
+    if (!turn && op->meta_len)
+        sqlite3_bind_blob(s, 9, op->meta, (int)op->meta_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 9);
+    return step_done(s);
+}
+
 static int dequeue(sq_conn *c, const anylock_op *op, int64_t seq)
 {
     sqlite3_stmt *s = c->stmt[S_DEQUEUE];
@@ -1400,6 +1431,7 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
     if (rc == SQLITE_OK && w->check_ahead && w->seq)
         drop_dead_ahead(sc, c, op, &v, w, &rc);
     unsigned permits = op->mode == ANYLOCK_SEMAPHORE ? op->permits : 0;
+    int64_t place = rc == SQLITE_OK ? queue_place(&v, w->seq) : 0;
     w->wake_at = 0;
     if (rc != SQLITE_OK) {
         st = sq_fail(op, sc, c->db, rc, "acquire");
@@ -1421,9 +1453,9 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
     } else if (conflicts(&v.holders, op->mode, permits)) {
         st = conflict_error(op, &v);
         leave = 1;
-    } else if (admitted(&v, queue_place(&v, w->seq), op->mode, permits) ||
-               (drop_dead_blockers(sc, c, op, &v, queue_place(&v, w->seq), &rc) && rc == SQLITE_OK &&
-                admitted(&v, queue_place(&v, w->seq), op->mode, permits))) {
+    } else if (admitted(&v, place, op->mode, permits) ||
+               (drop_dead_blockers(sc, c, op, &v, place, &rc) && rc == SQLITE_OK &&
+                admitted(&v, place, op->mode, permits))) {
         int64_t token = 0;
         rc = next_token(c, &token);
         sqlite3_stmt *s = c->stmt[S_PUT];
@@ -1477,27 +1509,9 @@ static anylock_status attempt(anylock_op *op, sq_client *sc, sq_conn *c, sq_wait
         if (!w->seq) {
             if (w->slot.slot < 0 && slot_take(sc, &w->slot) == 0)
                 w->word = slot_word(sc, &w->slot); /* nobody can wake it before the commit */
-            sqlite3_stmt *s = c->stmt[S_MAX_SEQ];
-            bind_kno(s, op, now);
-            rc = sqlite3_step(s);
-            int64_t seq = sqlite3_column_int64(s, 0) + 1;
-            rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
-            finish(s);
-            if (rc == SQLITE_OK) {
-                s = c->stmt[S_ENQUEUE];
-                bind_kno(s, op, now);
-                sqlite3_bind_int64(s, 2, seq);
-                sqlite3_bind_blob(s, 3, op->id, (int)op->id_len, SQLITE_STATIC);
-                sqlite3_bind_int(s, 4, (int)op->mode);
-                sqlite3_bind_int64(s, 5, permits);
-                sqlite3_bind_int(s, 6, w->slot.slot);
-                sqlite3_bind_int64(s, 7, now + SQ_WAITER_TTL_MS);
-                sqlite3_bind_int64(s, 8, op->expires_ms);
-                if (op->meta_len)
-                    sqlite3_bind_blob(s, 9, op->meta, (int)op->meta_len, SQLITE_STATIC);
-                else
-                    sqlite3_bind_null(s, 9);
-                rc = step_done(s);
+            int64_t seq = 0;
+            rc = enqueue(c, op, w->slot.slot, now + SQ_WAITER_TTL_MS, &seq);
+            if (seq) {
                 w->seq = seq;
                 slot_tag(sc, &w->slot, sq_tag(op, seq));
             }
@@ -1723,25 +1737,8 @@ static int keep_turn(sq_conn *c, const anylock_op *op, const sq_view *v, int64_t
 {
     if (own_turn(v))
         return SQLITE_OK;
-    sqlite3_stmt *s = c->stmt[S_MIN_SEQ];
-    bind_kno(s, op, 0);
-    int rc = sqlite3_step(s);
-    int64_t seq = sqlite3_column_int64(s, 0) - 1;
-    rc = rc == SQLITE_ROW ? SQLITE_OK : rc;
-    finish(s);
-    if (rc != SQLITE_OK)
-        return rc;
-    s = c->stmt[S_ENQUEUE];
-    bind_kno(s, op, 0);
-    sqlite3_bind_int64(s, 2, seq);
-    sqlite3_bind_blob(s, 3, op->id, (int)op->id_len, SQLITE_STATIC);
-    sqlite3_bind_int(s, 4, (int)ANYLOCK_EXCLUSIVE);
-    sqlite3_bind_int64(s, 5, 0);
-    sqlite3_bind_int(s, 6, SQ_TURN_SLOT);
-    sqlite3_bind_int64(s, 7, turn_end);
-    sqlite3_bind_int64(s, 8, 0);
-    sqlite3_bind_null(s, 9);
-    rc = step_done(s);
+    int64_t seq;
+    int rc = enqueue(c, op, SQ_TURN_SLOT, turn_end, &seq);
     for (size_t i = 0; rc == SQLITE_OK && i < v->nq; i++)
         if (v->q[i].slot >= 0) {
             wake[(*nwake)++] = v->q[i].slot;
