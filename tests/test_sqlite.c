@@ -1050,13 +1050,13 @@ START_TEST(t_shared_and_exclusive)
 }
 END_TEST
 
-/* In a forked child: a new client of url and its lock on name, waiting
- * for at most timeout; the child exits with 2 if either fails. */
-static anylock_lock *child_lock(const char *url, const char *name, double timeout)
+/* In a forked child: a new client of url (in *c, which the child keeps
+ * until it exits) and its lock on name, waiting for at most timeout; the
+ * child exits with 2 if either fails. */
+static anylock_lock *child_lock(const char *url, const char *name, double timeout, anylock_client **c)
 {
-    anylock_client *c = NULL;
     anylock_lock *l = NULL;
-    if (anylock_open(url, &c) != ANYLOCK_OK || anylock_lock_new(c, name, &l) != ANYLOCK_OK ||
+    if (anylock_open(url, c) != ANYLOCK_OK || anylock_lock_new(*c, name, &l) != ANYLOCK_OK ||
         anylock_lock_set_timeout(l, timeout) != ANYLOCK_OK)
         _exit(2);
     return l;
@@ -1070,7 +1070,8 @@ static pid_t start_writer(const char *url, const char *name, int report_fd, doub
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_lock *l = child_lock(url, name, timeout);
+        anylock_client *c = NULL;
+        anylock_lock *l = child_lock(url, name, timeout, &c);
         if (anylock_lock_set_expires(l, 60) != ANYLOCK_OK)
             _exit(2);
         char w = 'w';
@@ -1402,7 +1403,8 @@ START_TEST(t_handoff_wakes_waiter)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_lock *l2 = child_lock(url, "ho", 5);
+        anylock_client *c2 = NULL;
+        anylock_lock *l2 = child_lock(url, "ho", 5, &c2);
         for (int i = 0; i < 15; i++) {
             char b;
             if (read(to_child[0], &b, 1) != 1)
@@ -1468,7 +1470,8 @@ START_TEST(t_holder_turn)
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_lock *l2 = child_lock(url, "tn", 8);
+        anylock_client *c2 = NULL;
+        anylock_lock *l2 = child_lock(url, "tn", 8, &c2);
         if (anylock_acquire(l2) != ANYLOCK_OK)
             _exit(2);
         *shared = test_now();
@@ -1507,7 +1510,8 @@ START_TEST(t_holder_turn)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        anylock_lock *l2 = child_lock(url, "tn0", 8);
+        anylock_client *c2 = NULL;
+        anylock_lock *l2 = child_lock(url, "tn0", 8, &c2);
         char b;
         if (anylock_acquire(l2) != ANYLOCK_OK)
             _exit(2);
