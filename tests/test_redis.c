@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -467,6 +468,7 @@ typedef struct waiter {
     anylock_status status;
     double done_at;
     char errmsg[ANYLOCK_ERRMSG_MAX];
+    sem_t *hold; /* if set, the waiter holds the lock until it is posted */
 } waiter;
 
 static void *wait_thread(void *arg)
@@ -484,6 +486,8 @@ static void *wait_thread(void *arg)
         snprintf(w->errmsg, sizeof w->errmsg, "%s", anylock_lock_errmsg(l));
     }
     w->done_at = test_now();
+    if (w->status == ANYLOCK_OK && w->hold)
+        sem_wait(w->hold);
     anylock_lock_free(l);
     anylock_close(c);
     return NULL;
@@ -1286,11 +1290,12 @@ END_TEST
 /* ---- the waiters' queue ------------------------------------------------- */
 
 /* Starts waiters w[0..n) on name, one after another, each once the one
- * before it is blocked in BLPOP. */
-static void start_blocked(const char *url, const char *name, waiter *w, pthread_t *t, int n)
+ * before it is blocked in BLPOP; each holds the lock it gets until hold is
+ * posted (at once if hold is NULL). */
+static void start_blocked(const char *url, const char *name, waiter *w, pthread_t *t, int n, sem_t *hold)
 {
     for (int i = 0; i < n; i++) {
-        w[i] = (waiter){.url = url, .name = name, .timeout = 20};
+        w[i] = (waiter){.url = url, .name = name, .timeout = 20, .hold = hold};
         pthread_create(&t[i], NULL, wait_thread, &w[i]);
         wait_blocked(srv.port, i + 1);
     }
@@ -1320,11 +1325,17 @@ START_TEST(t_queue_order)
     ck_status(anylock_acquire(h), ANYLOCK_OK);
     waiter w[2];
     pthread_t t[2];
-    start_blocked(url, "fifo", w, t, 2);
+    sem_t hold;
+    sem_init(&hold, 0, 0);
+    start_blocked(url, "fifo", w, t, 2, &hold);
     ck_status(anylock_release(h), ANYLOCK_OK);
-    /* Handed to the first waiter, not free for the releaser. */
+    /* Handed to the first waiter, not free for the releaser (the waiters
+     * hold what they get until hold is posted). */
     ck_status(anylock_try_acquire(h), ANYLOCK_BUSY);
+    sem_post(&hold);
+    sem_post(&hold);
     join_in_order(w, t);
+    sem_destroy(&hold);
     ck_status(anylock_try_acquire(h), ANYLOCK_OK);
     ck_status(anylock_release(h), ANYLOCK_OK);
     anylock_lock_free(h);
@@ -1378,7 +1389,7 @@ START_TEST(t_queue_turn)
     ck_status(anylock_acquire(h), ANYLOCK_OK);
     waiter w23[2];
     pthread_t t23[2];
-    start_blocked(url, "turn", w23, t23, 2);
+    start_blocked(url, "turn", w23, t23, 2, NULL);
     gone = test_now();
     ck_status(anylock_release(h), ANYLOCK_OK);
     join_in_order(w23, t23);
