@@ -356,6 +356,17 @@ START_TEST(t_foreign_database)
 }
 END_TEST
 
+/* Reaps the forked child pid and checks that it exited with 0 (not with a
+ * failure code, and not killed by a signal). */
+static void child_exits_ok(pid_t pid)
+{
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d %s %d", (int)pid,
+                  WIFEXITED(status) ? "exited with" : "was killed by signal",
+                  WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
 /* Starts the sqlite3 command on path holding an EXCLUSIVE transaction; the
  * returned pipe keeps it alive until closed. */
 static FILE *sqlite3_holding(const char *path, pid_t *pid)
@@ -527,9 +538,7 @@ START_TEST(t_wait_without_inotify)
     close(ready[0]);
     test_sleep(0.3);
     ck_status(anylock_release(l), ANYLOCK_OK);
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "waiter exited with %d", WEXITSTATUS(status));
+    child_exits_ok(pid);
     anylock_lock_free(l);
     anylock_close(c);
 }
@@ -739,9 +748,7 @@ START_TEST(t_granted_at_after_long_wait)
     char r = 0;
     ck_assert_int_eq(read(done[0], &r, 1), 1);
     ck_assert_msg(r == 'h', "the waiter's handle says it does not hold the lock it was just given");
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    child_exits_ok(pid);
     close(ready[0]);
     close(done[0]);
     anylock_lock_free(a);
@@ -1119,9 +1126,7 @@ START_TEST(t_writer_preference)
     ck_status(anylock_release(r1), ANYLOCK_OK);
     ck_assert_int_eq(read(rep[0], &b, 1), 1);
     ck_assert_int_eq(b, 'y');
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    child_exits_ok(pid);
     ck_status(anylock_lock_set_timeout(r2, 5), ANYLOCK_OK);
     ck_status(anylock_acquire(r2), ANYLOCK_OK);
     ck_status(anylock_release(r2), ANYLOCK_OK);
@@ -1431,9 +1436,7 @@ START_TEST(t_handoff_wakes_waiter)
         ck_status(anylock_release(l), ANYLOCK_OK);
         ck_assert_int_eq(read(to_parent[0], &b, 1), 1);
     }
-    int status = 0;
-    waitpid(pid, &status, 0);
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    child_exits_ok(pid);
     qsort(times, 15, sizeof times[0], cmp_double);
     /* (Under an instrumented build the bound cannot tell a wake-up from
      * the safety net; the plain build's can.) */
@@ -1487,9 +1490,7 @@ START_TEST(t_holder_turn)
     ck_status(anylock_release(l), ANYLOCK_OK);
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM anylock_waiters WHERE slot = -2"), 1);
     ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    child_exits_ok(pid);
     /* The turn ends 2.5 s after the first acquire (whole ms). */
     ck_assert_msg(*shared >= before + 2.5 - 0.002, "the waiter got in %.3f s into the turn", *shared - before);
     ck_assert_msg(*shared - (after + 2.5) < 0.25 * scale(), "the waiter got in %.3f s after the turn",
@@ -1524,8 +1525,7 @@ START_TEST(t_holder_turn)
     ck_assert_int_eq(query_int(db, "SELECT count(*) FROM anylock_holders WHERE granted_seq > 0"), 1);
     ck_status(anylock_try_acquire(l), ANYLOCK_BUSY);
     ck_assert_int_eq(write(go[1], "g", 1), 1);
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    child_exits_ok(pid);
     close(go[0]);
     close(go[1]);
     anylock_lock_free(l);
