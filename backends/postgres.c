@@ -29,7 +29,11 @@
  * A watcher thread per client polls the pinned connections' sockets: a
  * connection that the server closes (a reset, pg_terminate_backend, a server
  * restart) or that fails (TCP keepalives give up) is reported through
- * anylock_lock_lost().
+ * anylock_lock_lost().  It also ends holders' turns: an exclusive holder's
+ * release within its turn, while another session waits, keeps the lock on
+ * the holder's session so that the holder's next acquire takes it again in
+ * one round trip (a contended lock then changes hands once a turn, not at
+ * every release); the watcher unlocks it there when the turn ends.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -50,6 +54,11 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_COMMAND_TIMEOUT_MS 5000
 #define DEFAULT_TABLE "anylock_locks"
+/* A holder's turn (parameter turn), from when it was granted the lock: a
+ * release within it while another session waits keeps the lock on the
+ * holder's session, so that the holder's next acquire takes it again in one
+ * round trip; the client's watcher lets it go when the turn ends. */
+#define DEFAULT_TURN_MS 5
 #define DEFAULT_APPLICATION_NAME "anylock"
 #define DEFAULT_KEEPALIVES_IDLE "10"
 #define DEFAULT_KEEPALIVES_INTERVAL "3"
@@ -79,7 +88,7 @@ static const char session_options[] =
  * through (libpq checks their values).  "replication" is left out: a
  * replication connection cannot take locks. */
 static const char *const pg_params[] = {
-    "command_timeout", "connect_timeout", "table", "schema", "key_bits",
+    "command_timeout", "connect_timeout", "table", "schema", "key_bits", "turn",
     /* libpq */
     "host", "hostaddr", "port", "dbname", "user", "password", "passfile", "channel_binding", "client_encoding",
     "options", "application_name", "fallback_application_name", "keepalives", "keepalives_idle",
@@ -90,7 +99,7 @@ static const char *const pg_params[] = {
 
 static int is_anylock_param(const char *name)
 {
-    for (int i = 0; i < 5; i++)
+    for (int i = 0; strcmp(pg_params[i], "host"); i++)
         if (!strcmp(pg_params[i], name))
             return 1;
     return 0;
@@ -99,7 +108,7 @@ static int is_anylock_param(const char *name)
 /* ---- state ----------------------------------------------------------------- */
 
 /* The statements every lock runs, prepared once per connection. */
-enum { ST_TAKE, ST_WAIT, ST_RELEASE, ST_EXTEND };
+enum { ST_TAKE, ST_WAIT, ST_RELEASE, ST_EXTEND, ST_HOLD };
 
 typedef struct pconn {
     PGconn *pg;
@@ -127,6 +136,8 @@ typedef struct pg_lock {
     size_t widx;       /* its index there */
     uint64_t wgen;     /* this registration's number */
     int busy;          /* a slot is using the connection: the watcher keeps off */
+    int kept;          /* released within its turn: the session still holds the lock */
+    int64_t turn_end;  /* when the holder's turn ends (monotonic ns) */
     int dead;          /* the connection is gone: the loss was reported */
     anylock_status lost_why;
     int64_t registered_ns, rereport_at;
@@ -139,13 +150,13 @@ struct pg_state {
     /* Set at open, read-only afterwards. */
     char **kw, **val;  /* libpq's keywords and values, NULL-terminated */
     size_t nkw;
-    int64_t connect_timeout_ms, command_timeout_ms;
+    int64_t connect_timeout_ms, command_timeout_ms, turn_ms;
     int key_bits;
     char *schema;      /* as resolved at open */
     char *table;
     /* Quoted, qualified names for SQL. */
-    char *q_table, *q_view, *q_seq, *q_take, *q_wait, *q_release, *q_reset, *q_alive;
-    char *sql_take, *sql_wait, *sql_release, *sql_extend, *sql_inspect, *sql_list, *sql_reset, *sql_zombie;
+    char *q_table, *q_view, *q_seq, *q_take, *q_hold, *q_wait, *q_release, *q_release2, *q_reset, *q_alive;
+    char *sql_take, *sql_hold, *sql_wait, *sql_release, *sql_extend, *sql_inspect, *sql_list, *sql_reset, *sql_zombie;
     anylock_pool *pool;
 
     /* The watcher. */
@@ -195,9 +206,9 @@ static void first_line(char *dst, size_t size, const char *msg)
 
 /*
  * The schema, with @T@ (the table), @V@ (the holders view), @S@ (the token
- * sequence) and @FT@, @FW@, @FR@, @FX@,
- * @FA@ (the take, wait, release, reset and alive functions) replaced by
- * quoted names.
+ * sequence) and @FT@, @FK@, @FW@, @FR@, @FR2@, @FX@, @FA@ (the take, hold, wait,
+ * release, release with turns, reset and alive functions) replaced by quoted
+ * names.
  *
  * The table is UNLOGGED: its rows mean something only while their sessions
  * live, and a server crash ends every session (and empties an unlogged
@@ -306,6 +317,25 @@ static const char schema_sql[] =
     "  status := CASE WHEN p_queue THEN 'queued' ELSE 'busy' END;\n"
     "END\n"
     "$anylock$;\n"
+    /* holder: this session holds the lock (it was granted, or kept through
+     * the holder's turn): the holder's row, with a new token. */
+    "CREATE OR REPLACE FUNCTION @FK@(p_key bigint, p_slot bigint, p_name bytea, p_owner text,\n"
+    "    p_mode integer, p_permits integer, p_meta bytea, p_expires_ms bigint, p_sess bigint) RETURNS bigint\n"
+    "LANGUAGE plpgsql AS $anylock$\n"
+    "DECLARE tok bigint;\n"
+    "BEGIN\n"
+    "  INSERT INTO @T@ AS t (slot, pid, sess, key, name, owner, mode, permits, meta, expires_at, token)\n"
+    "  VALUES (p_slot, pg_catalog.pg_backend_pid(), p_sess, p_key, p_name, p_owner, p_mode, p_permits, p_meta,\n"
+    "          CASE WHEN p_expires_ms > 0\n"
+    "               THEN pg_catalog.clock_timestamp() + p_expires_ms * interval '1 millisecond' END,\n"
+    "          pg_catalog.nextval('@S@'))\n"
+    "  ON CONFLICT (slot, pid) DO UPDATE SET sess = EXCLUDED.sess, key = EXCLUDED.key, name = EXCLUDED.name,\n"
+    "    owner = EXCLUDED.owner, mode = EXCLUDED.mode, permits = EXCLUDED.permits, meta = EXCLUDED.meta,\n"
+    "    expires_at = EXCLUDED.expires_at, token = EXCLUDED.token\n"
+    "  RETURNING t.token INTO tok;\n"
+    "  RETURN tok;\n"
+    "END\n"
+    "$anylock$;\n"
     /* wait: the blocking wait in the server's queue, bounded by
      * lock_timeout; then the holder's row and its token. */
     "CREATE OR REPLACE FUNCTION @FW@(p_key bigint, p_slot bigint, p_name bytea, p_owner text,\n"
@@ -321,13 +351,7 @@ static const char schema_sql[] =
     "    DELETE FROM @T@ t WHERE t.slot = p_slot AND t.pid = pg_catalog.pg_backend_pid();\n"
     "    status := 'timeout'; RETURN;\n"
     "  END;\n"
-    "  INSERT INTO @T@ AS t (slot, pid, sess, key, name, owner, mode, permits, meta, expires_at, token)\n"
-    "  VALUES (p_slot, pg_catalog.pg_backend_pid(), p_sess, p_key, p_name, p_owner, p_mode, p_permits, p_meta,\n"
-    "          CASE WHEN p_expires_ms > 0\n"
-    "               THEN pg_catalog.clock_timestamp() + p_expires_ms * interval '1 millisecond' END,\n"
-    "          pg_catalog.nextval('@S@'))\n"
-    "  ON CONFLICT (slot, pid) DO UPDATE SET token = EXCLUDED.token, expires_at = EXCLUDED.expires_at\n"
-    "  RETURNING t.token INTO token;\n"
+    "  token := @FK@(p_key, p_slot, p_name, p_owner, p_mode, p_permits, p_meta, p_expires_ms, p_sess);\n"
     "  status := 'ok';\n"
     "END\n"
     "$anylock$;\n"
@@ -336,6 +360,24 @@ static const char schema_sql[] =
     "  DELETE FROM @T@ WHERE slot = p_slot AND pid = pg_catalog.pg_backend_pid();\n"
     "  SELECT CASE WHEN p_mode = 1 THEN pg_catalog.pg_advisory_unlock_shared(p_slot)\n"
     "              ELSE pg_catalog.pg_advisory_unlock(p_slot) END;\n"
+    "$anylock$;\n"
+    /* release with turns: drops the holder's row; then, when p_keep and a
+     * live waiter is queued, keeps the lock for the rest of the holder's
+     * turn ('kept'), else lets it go ('true', or 'false' when the session
+     * did not hold it).  (@FR@ stays for older clients.) */
+    "CREATE OR REPLACE FUNCTION @FR2@(p_slot bigint, p_mode integer, p_keep boolean) RETURNS text\n"
+    "LANGUAGE plpgsql AS $anylock$\n"
+    "DECLARE n integer;\n"
+    "BEGIN\n"
+    "  DELETE FROM @T@ t WHERE t.slot = p_slot AND t.pid = pg_catalog.pg_backend_pid();\n"
+    "  GET DIAGNOSTICS n = ROW_COUNT;\n"
+    "  IF p_keep AND n > 0 AND EXISTS (SELECT 1 FROM @T@ t WHERE t.slot = p_slot AND t.token IS NULL\n"
+    "                                   AND @FA@(t.sess)) THEN\n"
+    "    RETURN 'kept';\n"
+    "  END IF;\n"
+    "  IF p_mode = 1 THEN RETURN pg_catalog.pg_advisory_unlock_shared(p_slot)::text; END IF;\n"
+    "  RETURN pg_catalog.pg_advisory_unlock(p_slot)::text;\n"
+    "END\n"
     "$anylock$;\n"
     /* reset: ends every session holding the name (or any name under the
      * prefix when p_name is NULL) and waits until it is gone, so that the
@@ -891,6 +933,12 @@ static void check_conn(pg_state *s, pg_lock *l)
         return;
     }
     c->broken = 1;
+    if (l->kept) {
+        /* Not held (its turn is being kept): nothing lost.  The watcher
+         * closes it. */
+        l->dead = 1;
+        return;
+    }
     char msg[ANYLOCK_ERRMSG_MAX];
     if (c->ended) {
         snprintf(msg, sizeof msg, "postgres: the server ended the session holding lock \"%s\" (%.100s)", l->name,
@@ -902,6 +950,40 @@ static void check_conn(pg_state *s, pg_lock *l)
         snprintf(msg, sizeof msg, "postgres: lost the connection holding lock \"%s\": %.100s", l->name, why);
         report_lost(s, l, ANYLOCK_IO, msg);
     }
+}
+
+/* Lets go of a lock that a session kept through its holder's turn: unlocks
+ * it there and puts the session back in the pool, or closes a session that
+ * cannot be used (which lets go of the lock as well). */
+static void end_turn(pg_state *s, pconn *c, int64_t slot)
+{
+    int ok = 0;
+    if (!c->broken) {
+        char errbuf[ANYLOCK_ERRMSG_MAX], key[24];
+        anylock_op o = {.state = s, .errbuf = errbuf};
+        snprintf(key, sizeof key, "%" PRId64, slot);
+        const char *vals[1] = {key};
+        PGresult *r;
+        if (query(&o, c, anylock_now_ns() + s->command_timeout_ms * 1000000, "ending a turn",
+                  "SELECT pg_catalog.pg_advisory_unlock($1::bigint)", 1, vals, NULL, NULL, &r) == ANYLOCK_OK) {
+            ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+            PQclear(r);
+        }
+    }
+    anylock_pool_put(s->pool, c, !ok);
+}
+
+static int watch_remove_locked(pg_state *s, pg_lock *l);
+
+/* Takes a kept lock's session out of l and the watcher's set (s->wmu held),
+ * for end_turn(). */
+static pconn *unkeep_locked(pg_state *s, pg_lock *l)
+{
+    pconn *c = l->conn;
+    watch_remove_locked(s, l);
+    l->conn = NULL;
+    l->kept = 0;
+    return c;
 }
 
 typedef struct wslot {
@@ -936,6 +1018,23 @@ static void *watcher_main(void *arg)
         size_t n = 1;
         int64_t next = ANYLOCK_DEADLINE_NEVER, now = anylock_now_ns();
         fds[0] = (struct pollfd){.fd = s->wfd, .events = POLLIN};
+        pg_lock *due = NULL;
+        for (size_t i = 0; i < s->nwatched && !due; i++) {
+            pg_lock *l = s->watched[i];
+            if (l->kept && !l->busy && (l->dead || l->turn_end <= now))
+                due = l;
+            else if (l->kept && !l->busy && l->turn_end < next)
+                next = l->turn_end;
+        }
+        if (due) {
+            /* A turn is over (or its session is gone): let the lock go. */
+            int64_t slot = due->slot;
+            pconn *c = unkeep_locked(s, due);
+            pthread_mutex_unlock(&s->wmu);
+            end_turn(s, c, slot);
+            pthread_mutex_lock(&s->wmu);
+            continue;
+        }
         for (size_t i = 0; i < s->nwatched && n < cap; i++) {
             pg_lock *l = s->watched[i];
             if (l->dead) {
@@ -980,7 +1079,8 @@ static void *watcher_main(void *arg)
     return NULL;
 }
 
-/* Adds a newly pinned lock to the watcher's set (starting the watcher). */
+/* Adds a newly pinned lock to the watcher's set (starting the watcher), or
+ * renews the registration of one taken again through its turn. */
 static anylock_status watch_add(anylock_op *op, pg_state *s, pg_lock *l)
 {
     pthread_mutex_lock(&s->wmu);
@@ -996,7 +1096,7 @@ static anylock_status watch_add(anylock_op *op, pg_state *s, pg_lock *l)
         else
             s->wstarted = 1;
     }
-    if (st == ANYLOCK_OK && s->nwatched == s->capwatched) {
+    if (st == ANYLOCK_OK && !l->watched && s->nwatched == s->capwatched) {
         size_t nc = s->capwatched ? s->capwatched * 2 : 16;
         pg_lock **g = realloc(s->watched, nc * sizeof *g);
         if (!g)
@@ -1007,16 +1107,19 @@ static anylock_status watch_add(anylock_op *op, pg_state *s, pg_lock *l)
         }
     }
     if (st == ANYLOCK_OK) {
-        l->watched = 1;
         l->busy = 0;
         l->dead = 0;
         l->rereport_at = 0;
         l->registered_ns = anylock_now_ns();
         l->wgen = ++s->wgen;
-        l->widx = s->nwatched;
         l->lock = op->lock;
         snprintf(l->name, sizeof l->name, "%.64s", op->name);
-        s->watched[s->nwatched++] = l;
+        if (!l->watched) {
+            /* (A session kept through a turn is in the set already.) */
+            l->watched = 1;
+            l->widx = s->nwatched;
+            s->watched[s->nwatched++] = l;
+        }
     }
     pthread_mutex_unlock(&s->wmu);
     if (st == ANYLOCK_OK)
@@ -1191,10 +1294,13 @@ static anylock_status build_sql(pg_state *s)
     s->q_seq = xprintf("\"%s\".\"%s_token\"", s->schema, s->table);
     s->q_take = xprintf("\"%s\".\"%s_v1_take\"", s->schema, s->table);
     s->q_wait = xprintf("\"%s\".\"%s_v1_wait\"", s->schema, s->table);
+    s->q_hold = xprintf("\"%s\".\"%s_v2_hold\"", s->schema, s->table);
     s->q_release = xprintf("\"%s\".\"%s_v1_release\"", s->schema, s->table);
+    s->q_release2 = xprintf("\"%s\".\"%s_v2_release\"", s->schema, s->table);
     s->q_reset = xprintf("\"%s\".\"%s_v1_reset\"", s->schema, s->table);
     s->q_alive = xprintf("\"%s\".\"%s_v1_alive\"", s->schema, s->table);
-    if (!s->q_alive || !s->q_table || !s->q_view || !s->q_seq || !s->q_take || !s->q_wait || !s->q_release || !s->q_reset)
+    if (!s->q_alive || !s->q_table || !s->q_view || !s->q_seq || !s->q_take || !s->q_hold || !s->q_wait ||
+        !s->q_release || !s->q_release2 || !s->q_reset)
         return ANYLOCK_NOMEM;
     s->sql_take = xprintf("SELECT status, token, holder, other, other_mode, other_permits FROM "
                           "%s($1::bigint, $2::bigint, $3::bytea, $4::text, $5::integer, $6::integer, $7::bytea, "
@@ -1203,7 +1309,10 @@ static anylock_status build_sql(pg_state *s)
     s->sql_wait = xprintf("SELECT status, token FROM %s($1::bigint, $2::bigint, $3::bytea, $4::text, $5::integer, "
                           "$6::integer, $7::bytea, $8::bigint, $9::bigint, $10::bigint)",
                           s->q_wait);
-    s->sql_release = xprintf("SELECT %s($1::bigint, $2::integer)", s->q_release);
+    s->sql_hold = xprintf("SELECT %s($1::bigint, $2::bigint, $3::bytea, $4::text, $5::integer, $6::integer, "
+                          "$7::bytea, $8::bigint, $9::bigint)",
+                          s->q_hold);
+    s->sql_release = xprintf("SELECT %s($1::bigint, $2::integer, $3::boolean)", s->q_release2);
     s->sql_extend = xprintf("UPDATE %s SET expires_at = pg_catalog.clock_timestamp() + $2::bigint * interval "
                             "'1 millisecond' WHERE slot = $1::bigint AND pid = pg_catalog.pg_backend_pid() AND "
                             "token IS NOT NULL",
@@ -1220,7 +1329,7 @@ static anylock_status build_sql(pg_state *s)
     s->sql_zombie = xprintf("SELECT pg_catalog.pg_terminate_backend(t.pid, $4::bigint) FROM %s t WHERE t.pid = "
                             "$1::integer AND t.slot = $2::bigint AND t.owner = $3::text",
                             s->q_table);
-    if (!s->sql_zombie || !s->sql_take || !s->sql_wait || !s->sql_release || !s->sql_extend || !s->sql_inspect || !s->sql_list ||
+    if (!s->sql_zombie || !s->sql_take || !s->sql_hold || !s->sql_wait || !s->sql_release || !s->sql_extend || !s->sql_inspect || !s->sql_list ||
         !s->sql_reset)
         return ANYLOCK_NOMEM;
     return ANYLOCK_OK;
@@ -1232,7 +1341,7 @@ static anylock_status setup(anylock_op *op, pg_state *s, pconn *c)
 {
     int64_t deadline = anylock_op_io_deadline(op, s->command_timeout_ms);
     char fn[80];
-    snprintf(fn, sizeof fn, "%s_v1_reset", s->table);
+    snprintf(fn, sizeof fn, "%s_v2_release", s->table);
     const char *vals[2] = {s->schema, fn};
     PGresult *r;
     anylock_status st = query(op, c, deadline, "looking for the lock table",
@@ -1261,9 +1370,10 @@ static anylock_status setup(anylock_op *op, pg_state *s, pconn *c)
         return ANYLOCK_OK;
     char *body = NULL, *all = NULL;
     {
-        const char *names[][2] = {{"@T@", s->q_table},    {"@V@", s->q_view},    {"@S@", s->q_seq},
-                                  {"@FT@", s->q_take},   {"@FW@", s->q_wait},
-                                  {"@FR@", s->q_release}, {"@FX@", s->q_reset},  {"@FA@", s->q_alive}};
+        const char *names[][2] = {{"@T@", s->q_table},      {"@V@", s->q_view},         {"@S@", s->q_seq},
+                                  {"@FT@", s->q_take},     {"@FK@", s->q_hold},        {"@FW@", s->q_wait},
+                                  {"@FR@", s->q_release},  {"@FR2@", s->q_release2},   {"@FX@", s->q_reset},
+                                  {"@FA@", s->q_alive}};
         body = substitute(schema_sql, names, sizeof names / sizeof *names);
     }
     unsigned char h[32];
@@ -1296,7 +1406,8 @@ static anylock_status pg_open(anylock_op *op, const anylock_url *url)
     s->wmu_init = 1;
     anylock_status st;
     if ((st = anylock_url_param_ms(op, url, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS, &s->connect_timeout_ms)) ||
-        (st = anylock_url_param_ms(op, url, "command_timeout", DEFAULT_COMMAND_TIMEOUT_MS, &s->command_timeout_ms)))
+        (st = anylock_url_param_ms(op, url, "command_timeout", DEFAULT_COMMAND_TIMEOUT_MS, &s->command_timeout_ms)) ||
+        (st = anylock_url_param_ms(op, url, "turn", DEFAULT_TURN_MS, &s->turn_ms)))
         return st;
     if (s->connect_timeout_ms <= 0 || s->command_timeout_ms <= 0)
         return anylock_op_error(op, ANYLOCK_URL_BAD_PARAM, "postgres: connect_timeout and command_timeout must be "
@@ -1368,6 +1479,7 @@ static void pg_close(anylock_op *op)
     free(s->schema);
     free(s->table);
     char **strs[] = {&s->q_alive, &s->q_table,    &s->q_view,     &s->q_seq,         &s->q_take,       &s->q_wait,
+                     &s->q_hold,     &s->q_release2, &s->sql_hold,
                      &s->q_release,  &s->q_reset,    &s->sql_take,      &s->sql_wait,     &s->sql_release,
                      &s->sql_extend, &s->sql_inspect, &s->sql_list,     &s->sql_reset,
                      &s->sql_zombie};
@@ -1474,25 +1586,66 @@ static anylock_status end_zombie(anylock_op *op, pg_state *s, pg_lock *l)
     return st;
 }
 
+/* The session l->conn kept the lock through the holder's turn (l->busy is
+ * set): the holder's row again, in one round trip.  The turn goes on. */
+static anylock_status hold_again(anylock_op *op, pg_state *s, pg_lock *l, int64_t key, int64_t slot, char *id)
+{
+    pconn *c = l->conn;
+    take_args a;
+    take_args_init(&a, op, key, slot, c->sess);
+    a.vals[3] = id;
+    /* The take's arguments but its 9th (whether to queue). */
+    a.vals[8] = a.vals[9];
+    PGresult *r;
+    anylock_status st = query_stmt(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "taking the lock again",
+                                   ST_HOLD, s->sql_hold, 9, a.vals, a.lens, a.fmts, &r);
+    if (st == ANYLOCK_OK && (PQntuples(r) != 1 || PQgetisnull(r, 0, 0))) {
+        PQclear(r);
+        st = anylock_op_error(op, ANYLOCK_PROTOCOL, "postgres: unexpected answer from the hold function");
+        c->broken = 1;
+    }
+    if (st != ANYLOCK_OK) {
+        pthread_mutex_lock(&s->wmu);
+        watch_remove_locked(s, l);
+        l->conn = NULL;
+        pthread_mutex_unlock(&s->wmu);
+        return gave_up(op, s, l, c, slot, st);
+    }
+    st = acquired(op, s, l, c, slot, PQgetvalue(r, 0, 0));
+    PQclear(r);
+    watcher_wake(s);
+    return st;
+}
+
 static anylock_status pg_acquire(anylock_op *op)
 {
     pg_state *s = op->state;
     pg_lock *l = op->lock_state;
     if (op->mode == ANYLOCK_SEMAPHORE)
         return anylock_op_error(op, ANYLOCK_MODE_UNSUPPORTED, "postgres: semaphores are not supported");
-    if (l->conn) {
-        /* Never left by the core (it releases first); let it go anyway. */
-        pthread_mutex_lock(&s->wmu);
-        watch_remove_locked(s, l);
-        pthread_mutex_unlock(&s->wmu);
-        anylock_pool_put(s->pool, l->conn, 1);
-        l->conn = NULL;
-    }
     int64_t key = key_of(s, op->key, op->key_len);
     int64_t slot = key;
     char id[ANYLOCK_ID_MAX + 1];
     memcpy(id, op->id, op->id_len);
     id[op->id_len] = '\0';
+    /* A session that kept the lock through this holder's turn takes it
+     * again; one whose turn is over lets it go first. */
+    pthread_mutex_lock(&s->wmu);
+    int again = l->conn && l->kept && !l->dead && op->mode == ANYLOCK_EXCLUSIVE && anylock_now_ns() < l->turn_end;
+    int kept = l->conn && l->kept;
+    pconn *old = NULL;
+    if (again) {
+        l->kept = 0;
+        l->busy = 1;
+    } else if (l->conn)
+        old = unkeep_locked(s, l);
+    pthread_mutex_unlock(&s->wmu);
+    if (again)
+        return hold_again(op, s, l, key, slot, id);
+    if (old && kept)
+        end_turn(s, old, l->slot);
+    else if (old)
+        anylock_pool_put(s->pool, old, 1); /* never left by the core (it releases first) */
 
     void *conn;
     anylock_status st = anylock_pool_get(s->pool, op, anylock_op_io_deadline(op, s->connect_timeout_ms), &conn);
@@ -1516,6 +1669,7 @@ static anylock_status pg_acquire(anylock_op *op)
     }
     const char *status = PQgetvalue(r, 0, 0);
     if (!strcmp(status, "ok")) {
+        l->turn_end = anylock_now_ns() + s->turn_ms * 1000000;
         st = acquired(op, s, l, c, slot, PQgetvalue(r, 0, 1));
         PQclear(r);
         return st;
@@ -1580,6 +1734,7 @@ static anylock_status pg_acquire(anylock_op *op)
     }
     status = PQgetvalue(r, 0, 0);
     if (!strcmp(status, "ok")) {
+        l->turn_end = anylock_now_ns() + s->turn_ms * 1000000;
         st = acquired(op, s, l, c, slot, PQgetvalue(r, 0, 1));
     } else if (!strcmp(status, "timeout")) {
         anylock_pool_put(s->pool, c, 0);
@@ -1608,23 +1763,39 @@ static anylock_status pg_release(anylock_op *op)
         return end_zombie(op, s, l);
     if (!l->conn)
         return anylock_op_error(op, ANYLOCK_NOT_HELD, "lock \"%.64s\" is not held by this handle", op->name);
-    pthread_mutex_lock(&s->wmu);
-    int dead = watch_remove_locked(s, l);
-    pthread_mutex_unlock(&s->wmu);
-    watcher_wake(s);
     pconn *c = l->conn;
-    l->conn = NULL;
-    if (dead) {
+    if (watch_busy(s, l) != 0) {
+        pthread_mutex_lock(&s->wmu);
+        watch_remove_locked(s, l);
+        l->conn = NULL;
+        pthread_mutex_unlock(&s->wmu);
         anylock_pool_put(s->pool, c, 1);
         return lost_status(op, l);
     }
+    /* Within an exclusive holder's turn the session may keep the lock. */
+    int keep = l->mode == ANYLOCK_EXCLUSIVE && s->turn_ms > 0 && anylock_now_ns() < l->turn_end;
     char slot[24], mode[4];
     snprintf(slot, sizeof slot, "%" PRId64, l->slot);
     snprintf(mode, sizeof mode, "%d", l->mode);
-    const char *vals[2] = {slot, mode};
+    const char *vals[3] = {slot, mode, keep ? "true" : "false"};
     PGresult *r;
     anylock_status st = query_stmt(op, c, anylock_op_io_deadline(op, s->command_timeout_ms), "releasing the lock",
-                                   ST_RELEASE, s->sql_release, 2, vals, NULL, NULL, &r);
+                                   ST_RELEASE, s->sql_release, 3, vals, NULL, NULL, &r);
+    int kept = st == ANYLOCK_OK && PQntuples(r) == 1 && !strcmp(PQgetvalue(r, 0, 0), "kept");
+    pthread_mutex_lock(&s->wmu);
+    if (kept) {
+        l->kept = 1;
+        l->busy = 0;
+    } else {
+        watch_remove_locked(s, l);
+        l->conn = NULL;
+    }
+    pthread_mutex_unlock(&s->wmu);
+    watcher_wake(s);
+    if (kept) {
+        PQclear(r);
+        return ANYLOCK_OK;
+    }
     if (st == ANYLOCK_OK) {
         int ok = PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
         PQclear(r);
@@ -1689,11 +1860,12 @@ static void pg_forget(anylock_op *op)
     pg_lock *l = op->lock_state;
     pthread_mutex_lock(&s->wmu);
     watch_remove_locked(s, l);
+    pconn *c = l->conn;
+    l->conn = NULL;
+    l->kept = 0;
     pthread_mutex_unlock(&s->wmu);
-    if (l->conn) {
-        anylock_pool_put(s->pool, l->conn, 1);
-        l->conn = NULL;
-    }
+    if (c)
+        anylock_pool_put(s->pool, c, 1); /* closing it ends the session, which frees the lock */
 }
 
 /* ---- enumerate, reset ------------------------------------------------------------- */

@@ -7,8 +7,8 @@
  * libpq's parameters, what the table and pg_locks show, a waiter queued in
  * the server, a SIGKILLed holder freeing the lock at once, the server
  * restarted mid-wait and mid-hold, pg_terminate_backend of a holder reported
- * as a loss, a name collision, shared locks with writer preference, a
- * stalled server, and passwords kept out of messages.
+ * as a loss, a name collision, shared locks with writer preference, holder
+ * turns, a stalled server, and passwords kept out of messages.
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -706,6 +706,87 @@ END_TEST
 
 /* ---- tokens --------------------------------------------------------------------- */
 
+/* How many advisory locks on bigint keys sessions have been granted. */
+static long granted_locks(PGconn *pg)
+{
+    return raw_long(pg, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 1 AND granted");
+}
+
+/* A holder's turn: a release within it while another session waits keeps
+ * the advisory lock on the holder's session (with no holder row), so that
+ * another owner is kept out and the holder takes it again, with a new
+ * token; the waiter gets it when the turn ends, from the client's watcher.
+ * Freeing the handle ends a turn at once; with turn=0 a release hands the
+ * lock to the waiter. */
+START_TEST(t_holder_turn)
+{
+    anylock_client *c = open_url("%s?prefix=pt-turn-%ld:&turn=2.5", srv.url, (long)getpid());
+    anylock_lock *a = new_lock(c, "t"), *other = new_lock(c, "t");
+    PGconn *pg = raw();
+    double before = test_now();
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    double after = test_now();
+    uint64_t t1 = 0, t2 = 0;
+    ck_status(anylock_lock_token(a, &t1), ANYLOCK_OK);
+    waiter w = {c, "t", 20, ANYLOCK_EXCLUSIVE, ANYLOCK_INTERNAL, 0, NULL, 0};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_thread, &w);
+    await_waiters(pg, 1);
+    ck_status(anylock_release(a), ANYLOCK_OK);
+    /* Kept: granted to a session still, held by nobody's row. */
+    ck_assert_int_eq(granted_locks(pg), 1);
+    int locked = -1;
+    ck_status(anylock_locked(other, &locked), ANYLOCK_OK);
+    ck_assert_int_eq(locked, 0);
+    ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
+    ck_status(anylock_try_acquire(a), ANYLOCK_OK);
+    ck_status(anylock_lock_token(a, &t2), ANYLOCK_OK);
+    ck_assert_msg(t2 > t1, "token %" PRIu64 " after %" PRIu64, t2, t1);
+    anylock_info info;
+    ck_status(anylock_inspect(c, "t", &info), ANYLOCK_OK);
+    ck_assert_str_eq(info.owner, anylock_lock_id(a));
+    ck_status(anylock_release(a), ANYLOCK_OK);
+    ck_status(anylock_try_acquire(other), ANYLOCK_BUSY);
+    pthread_join(t, NULL);
+    ck_status(w.status, ANYLOCK_OK);
+    /* The turn ends 2.5 s after the grant's answer. */
+    ck_assert_msg(w.done_at >= before + 2.5, "the waiter got it %.3f s into the turn", w.done_at - before);
+    ck_assert_msg(w.done_at - (after + 2.5) < 1.5, "the waiter got it %.3f s after the turn", w.done_at - (after + 2.5));
+
+    /* Freeing the handle within its turn lets the lock go at once. */
+    before = test_now();
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    waiter w2 = {c, "t", 20, ANYLOCK_EXCLUSIVE, ANYLOCK_INTERNAL, 0, NULL, 0};
+    pthread_create(&t, NULL, wait_thread, &w2);
+    await_waiters(pg, 1);
+    ck_status(anylock_release(a), ANYLOCK_OK);
+    ck_assert_int_eq(granted_locks(pg), 1);
+    anylock_lock_free(a);
+    pthread_join(t, NULL);
+    ck_status(w2.status, ANYLOCK_OK);
+    ck_assert_msg(w2.done_at < before + 2.5, "the waiter got it %.3f s after the acquire", w2.done_at - before);
+    anylock_lock_free(other);
+    anylock_close(c);
+
+    /* turn=0: the release hands the lock to the waiter, which keeps it. */
+    c = open_url("%s?prefix=pt-turn0-%ld:&turn=0", srv.url, (long)getpid());
+    a = new_lock(c, "t");
+    ck_status(anylock_acquire(a), ANYLOCK_OK);
+    waiter w3 = {c, "t", 20, ANYLOCK_EXCLUSIVE, ANYLOCK_INTERNAL, 0, NULL, 1};
+    pthread_create(&t, NULL, wait_thread, &w3);
+    await_waiters(pg, 1);
+    ck_status(anylock_release(a), ANYLOCK_OK);
+    ck_status(anylock_try_acquire(a), ANYLOCK_BUSY);
+    pthread_join(t, NULL);
+    ck_status(w3.status, ANYLOCK_OK);
+    ck_status(anylock_release(w3.keep), ANYLOCK_OK);
+    anylock_lock_free(w3.keep);
+    anylock_lock_free(a);
+    PQfinish(pg);
+    anylock_close(c);
+}
+END_TEST
+
 START_TEST(t_tokens_increase)
 {
     anylock_client *c = client("tokens");
@@ -743,6 +824,7 @@ static Suite *postgres_suite(void)
         {"shared_writer_preference", t_shared_writer_preference},
         {"semaphore_unsupported", t_semaphore_unsupported},
         {"tokens_increase", t_tokens_increase},
+        {"holder_turn", t_holder_turn},
         {"stalled_server", t_stalled_server},
         {"server_restart", t_server_restart},
     };
