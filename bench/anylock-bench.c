@@ -189,6 +189,7 @@ static void print_json(const bench_result *r)
     json_num("from_release_start_us_p50", r->handoff_start_us_p50, 1);
     json_num("from_release_start_us_p99", r->handoff_start_us_p99, 1);
     json_num("from_release_start_floor_round_trips_p50", r->handoff_start_us_p50 / r->floor_round_trip_us_p50, 1);
+    json_num("floor_protocol_from_release_start_us_p50", r->floor_handoff_start_us_p50, 1);
     json_num("floor_round_trips_p50", r->handoff_us_p50 / r->floor_round_trip_us_p50, 1);
     json_num("floor_round_trips_p99", r->handoff_us_p99 / r->floor_round_trip_us_p50, 0);
     printf("},\"waiter_cpu\":{");
@@ -368,6 +369,8 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
     row_pair("  release start -> acq p50/p99 us", rs, n, offsetof(bench_result, handoff_start_us_p50),
              offsetof(bench_result, handoff_start_us_p99), 1);
     row_pair("  floor round trip after the hold us", rs, n, offsetof(bench_result, floor_idle_round_trip_us_p50), 0,
+             1);
+    row_pair("  bare protocol, from start us", rs, n, offsetof(bench_result, floor_handoff_start_us_p50), 0,
              1);
     printf("%-34s", "  from start, floor round trips");
     for (int i = 0; i < n; i++) {

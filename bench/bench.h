@@ -90,6 +90,12 @@ int bench_floor_trips_per_pair(const bench_floor *f);
 int bench_floor_round_trip(bench_floor *f, char *err, size_t errsize);
 void bench_floor_close(bench_floor *f);
 
+/* n hand-offs of the store's own simplest lock protocol between two
+ * processes, each timed (us) from the start of the holder's release to the
+ * waiter's acquire returning, into out; -1 with a message in err for a
+ * store that has none (redis: python-redis-lock's protocol with hiredis). */
+int bench_floor_handoffs(const char *url, int n, double hold_ms, bench_samples *out, char *err, size_t errsize);
+
 /* flock(2) on a file beside a sqlite:// URL's database: the one-host floor
  * shown beside sqlite.  bench_flock_path fails (-1) for other URLs. */
 int bench_flock_path(const char *url, char *out, size_t size);
@@ -140,6 +146,7 @@ typedef struct bench_result {
     double handoff_us_p50, handoff_us_p99, handoff_us_max; /* from release's return */
     double handoff_start_us_p50, handoff_start_us_p99;     /* from release's start */
     double floor_idle_round_trip_us_p50;                  /* one floor round trip after an idle hold */
+    double floor_handoff_start_us_p50;                    /* the store's own protocol's (NAN: none) */
 
     /* contended throughput and fairness */
     bench_contended contended[BENCH_MAX_NPROCS];

@@ -31,6 +31,9 @@
  *                 member of the URL, with libcurl on a kept-alive
  *                 connection and the same headers the backend sends
  *
+ * Beside the redis floor, bench_floor_handoffs: hand-offs made with
+ * python-redis-lock's protocol on hiredis, the floor of a hand-off there.
+ *
  * The URL is parsed here with a small parser of its own because the core's
  * parser is internal to the library; only the parts a floor needs are read.
  */
@@ -676,6 +679,150 @@ void bench_floor_close(bench_floor *f)
         break;
     }
     free(f);
+}
+
+/* ---- the hand-off of the store's own protocol --------------------------- */
+
+#ifdef ANYLOCK_WITH_REDIS
+/* python-redis-lock 4.0's release script (../shared/spec/redis-protocol.md). */
+static const char pylock_unlock_lua[] =
+    "if redis.call('get', KEYS[1]) ~= ARGV[1] then return 1 else "
+    "redis.call('del', KEYS[2]) redis.call('lpush', KEYS[2], 1) redis.call('pexpire', KEYS[2], ARGV[2]) "
+    "redis.call('del', KEYS[1]) return 0 end";
+
+/* The keys of one run's floor hand-offs (a name of its own). */
+typedef struct pylock_keys {
+    char key[64], signal[64];
+} pylock_keys;
+
+/* python-redis-lock's acquire: SET NX PX, and while that fails a BLPOP on
+ * the signal list (1 s at a time, its expiry) and SET NX PX again. */
+static int pylock_acquire(redisContext *c, const pylock_keys *k, const char *id)
+{
+    for (;;) {
+        redisReply *r = redisCommand(c, "SET %s %s NX PX 10000", k->key, id);
+        if (!r || (r->type != REDIS_REPLY_STATUS && r->type != REDIS_REPLY_NIL)) {
+            freeReplyObject(r);
+            return -1;
+        }
+        int taken = r->type == REDIS_REPLY_STATUS;
+        freeReplyObject(r);
+        if (taken)
+            return 0;
+        r = redisCommand(c, "BLPOP %s 1", k->signal);
+        if (!r || r->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(r);
+            return -1;
+        }
+        freeReplyObject(r);
+    }
+}
+
+static int pylock_release(redisContext *c, const pylock_keys *k, const char *sha, const char *id)
+{
+    redisReply *r = redisCommand(c, "EVALSHA %s 2 %s %s %s 1000", sha, k->key, k->signal, id);
+    int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* Worker me (0 or 1) of a redis floor hand-off: the holder of even rounds
+ * is worker 0.  A waiter says 'w' before it tries, the holder keeps the lock
+ * hold_ms more and releases, noting when its release started; the waiter
+ * notes when its acquire returned and says 'd'. */
+static int pylock_worker(const char *url, const pylock_keys *k, int me, int n, double hold_ms, int in, int out,
+                         int64_t *t_start, int64_t *t_acquired)
+{
+    char err[256];
+    bench_floor *f = bench_floor_open(url, err, sizeof err);
+    if (!f)
+        return -1;
+    redisContext *c = f->redis;
+    redisReply *r = redisCommand(c, "SCRIPT LOAD %s", pylock_unlock_lua);
+    char sha[41] = "";
+    if (r && r->type == REDIS_REPLY_STRING && r->len == 40)
+        memcpy(sha, r->str, 41);
+    freeReplyObject(r);
+    char id[16];
+    snprintf(id, sizeof id, "w%d", me);
+    int rc = sha[0] ? 0 : -1;
+    char b;
+    if (rc == 0 && me == 0)
+        rc = pylock_acquire(c, k, id) == 0 && write(out, "r", 1) == 1 ? 0 : -1;
+    else if (rc == 0)
+        rc = read(in, &b, 1) == 1 && b == 'r' ? 0 : -1;
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (me == i % 2) {
+            if (read(in, &b, 1) != 1 || b != 'w') {
+                rc = -1;
+                break;
+            }
+            bench_sleep_ns((int64_t)(hold_ms * 1e6));
+            t_start[i] = bench_now_ns();
+            if (pylock_release(c, k, sha, id) != 0 || read(in, &b, 1) != 1 || b != 'd')
+                rc = -1;
+        } else {
+            if (write(out, "w", 1) != 1 || pylock_acquire(c, k, id) != 0) {
+                rc = -1;
+                break;
+            }
+            t_acquired[i] = bench_now_ns();
+            if (write(out, "d", 1) != 1)
+                rc = -1;
+        }
+    }
+    if (rc == 0 && me == n % 2)
+        rc = pylock_release(c, k, sha, id);
+    bench_floor_close(f);
+    return rc;
+}
+#endif
+
+int bench_floor_handoffs(const char *url, int n, double hold_ms, bench_samples *out, char *err, size_t errsize)
+{
+#ifdef ANYLOCK_WITH_REDIS
+    if (n > 0 && (!strncasecmp(url, "redis://", 8) || !strncasecmp(url, "redis+unix://", 13))) {
+        int to_child[2], to_parent[2];
+        size_t size = 2 * (size_t)n * sizeof(int64_t);
+        int64_t *times = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        if (times == MAP_FAILED) {
+            snprintf(err, errsize, "floor hand-off: %s", strerror(errno));
+            return -1;
+        }
+        if (pipe(to_child) || pipe(to_parent)) {
+            snprintf(err, errsize, "floor hand-off: %s", strerror(errno));
+            munmap(times, size);
+            return -1;
+        }
+        pylock_keys k;
+        snprintf(k.key, sizeof k.key, "lock:anylock-bench-floor-%ld", (long)getpid());
+        snprintf(k.signal, sizeof k.signal, "lock-signal:anylock-bench-floor-%ld", (long)getpid());
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0) {
+            close(to_child[1]);
+            close(to_parent[0]);
+            _exit(pylock_worker(url, &k, 1, n, hold_ms, to_child[0], to_parent[1], times, times + n) == 0 ? 0 : 1);
+        }
+        close(to_child[0]);
+        close(to_parent[1]);
+        int rc = pid > 0 ? pylock_worker(url, &k, 0, n, hold_ms, to_parent[0], to_child[1], times, times + n) : -1;
+        /* A worker that failed closes its ends: the other's read ends too. */
+        close(to_child[1]);
+        close(to_parent[0]);
+        int status = 0;
+        if (pid > 0 && (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+            rc = -1;
+        for (int i = 0; rc == 0 && i < n; i++)
+            bench_samples_add(out, (double)(times[n + i] - times[i]) / 1e3);
+        munmap(times, size);
+        if (rc != 0)
+            snprintf(err, errsize, "redis floor hand-off (python-redis-lock's protocol) failed");
+        return rc;
+    }
+#endif
+    snprintf(err, errsize, "no floor hand-off for this store");
+    return -1;
 }
 
 /* ---- flock(2): the one-host floor beside sqlite:// ------------------------- */

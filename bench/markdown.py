@@ -99,6 +99,9 @@ def handoff_cell(r, p="from_release_start_us_p50"):
     if r["store"].startswith("redis"):
         rts = get(r, "goal_figures", "handoff_from_release_start_floor_round_trips_p50")
         s += " = %s floor RTs" % num(rts, 1)
+        bare = get(r, "handoff", "floor_protocol_from_release_start_us_p50")
+        if bare is not None and p == "from_release_start_us_p50":
+            s += " (python-redis-lock's protocol: %s µs)" % num(bare)
     return s
 
 
@@ -155,6 +158,9 @@ def fuller_rows(rs):
         ("hand-off p99 from release start", lambda r: num(get(r, "handoff", "from_release_start_us_p99")) + " µs"),
         ("floor round trip after an idle hold as long as the hand-off's",
          lambda r: num(get(r, "handoff", "floor_round_trip_after_hold_us_p50")) + " µs"),
+        ("the same hand-off with the store's own simplest protocol, from release start",
+         lambda r: num(get(r, "handoff", "floor_protocol_from_release_start_us_p50")) + " µs"
+         if get(r, "handoff", "floor_protocol_from_release_start_us_p50") is not None else "-"),
         ("waiter's wake after a long hold", lambda r: num(get(r, "waiter_cpu", "wake_after_release_us")) + " µs"),
         ("fewest-most per worker at 16", lambda r: "%s-%s" % (num(contended(r, 16)["fewest"], 0), num(contended(r, 16)["most"], 0))
          if contended(r, 16) else "-"),
@@ -171,7 +177,7 @@ def fuller_rows(rs):
          if r.get("flock_same_fs") else "-"),
         ("file size after N distinct names", names_cell),
     ]
-    return rows[:2] + extra[:3] + rows[2:3] + extra[3:7] + rows[3:7] + extra[7:10] + rows[7:] + extra[10:]
+    return rows[:2] + extra[:3] + rows[2:3] + extra[3:8] + rows[3:7] + extra[8:11] + rows[7:] + extra[11:]
 
 
 def names_cell(r):

@@ -542,7 +542,6 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
      * when the store and this process wake from the sleep a hand-off
      * starts with (on a busy or power-saving machine far slower than the
      * back-to-back round trips of the uncontended floor). */
-    r->floor_idle_round_trip_us_p50 = NAN;
     char ferr[256];
     bench_floor *f = failed ? NULL : bench_floor_open(ctx->url, ferr, sizeof ferr);
     if (f) {
@@ -559,6 +558,11 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
         bench_samples_free(&cold);
         bench_floor_close(f);
     }
+    /* The same hand-offs made with the store's own simplest protocol. */
+    bench_samples fh = {0};
+    if (!failed && bench_floor_handoffs(ctx->url, rounds, o->handoff_hold_ms, &fh, ferr, sizeof ferr) == 0)
+        r->floor_handoff_start_us_p50 = bench_samples_quantile(&fh, 0.50);
+    bench_samples_free(&fh);
     r->handoff_us_p50 = bench_samples_quantile(&s, 0.50);
     r->handoff_us_p99 = bench_samples_quantile(&s, 0.99);
     r->handoff_us_max = bench_samples_quantile(&s, 1.0);
@@ -1329,7 +1333,8 @@ void bench_run_store(const char *url, const bench_options *o, bench_result *r)
     r->floor_pairs_per_s = r->floor_pair_us_p50 = r->floor_pair_us_p99 = nan;
     r->floor_round_trip_us_p50 = r->floor_round_trip_us_p99 = r->ratio_pairs_per_s = r->ratio_pair_p50 = nan;
     r->pair_round_trips = r->ratio_per_round_trip = nan;
-    r->handoff_us_p50 = r->handoff_us_p99 = r->handoff_us_max = nan;
+    r->handoff_us_p50 = r->handoff_us_p99 = r->handoff_us_max = r->handoff_start_us_p50 = r->handoff_start_us_p99 = nan;
+    r->floor_idle_round_trip_us_p50 = r->floor_handoff_start_us_p50 = nan;
     r->cpu_hold_s = r->cpu_user_s = r->cpu_sys_s = r->cpu_core_percent = r->cpu_wake_us = nan;
     r->flock_pairs_per_s = r->flock_pair_us_p50 = r->flock_handoff_us_p50 = nan;
     r->floor_conn_kib = r->client_kib = r->held_lock_kib = r->held_seconds = r->others_fill_per_s = nan;
