@@ -370,8 +370,7 @@ static void print_table(const bench_result *rs, int n, const bench_options *o)
              offsetof(bench_result, handoff_start_us_p99), 1);
     row_pair("  floor round trip after the hold us", rs, n, offsetof(bench_result, floor_idle_round_trip_us_p50), 0,
              1);
-    row_pair("  bare protocol, from start us", rs, n, offsetof(bench_result, floor_handoff_start_us_p50), 0,
-             1);
+    row_pair("  bare protocol, from start us", rs, n, offsetof(bench_result, floor_handoff_start_us_p50), 0, 1);
     printf("%-34s", "  from start, floor round trips");
     for (int i = 0; i < n; i++) {
         char x[40], y[40];

@@ -92,8 +92,9 @@ void bench_floor_close(bench_floor *f);
 
 /* n hand-offs of the store's own simplest lock protocol between two
  * processes, each timed (us) from the start of the holder's release to the
- * waiter's acquire returning, into out; -1 with a message in err for a
- * store that has none (redis: python-redis-lock's protocol with hiredis). */
+ * waiter's acquire returning, into out (redis: python-redis-lock's protocol
+ * with hiredis).  0 on success, -1 with a message in err, 1 for a store
+ * that has none. */
 int bench_floor_handoffs(const char *url, int n, double hold_ms, bench_samples *out, char *err, size_t errsize);
 
 /* flock(2) on a file beside a sqlite:// URL's database: the one-host floor

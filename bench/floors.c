@@ -681,6 +681,66 @@ void bench_floor_close(bench_floor *f)
     free(f);
 }
 
+/* ---- hand-offs between two processes ------------------------------------ */
+
+/* One side of a hand-off run between two processes: me is 0 in this
+ * process and 1 in a child; in and out are the pipes from and to the other
+ * side; round i's hand-off is timed from starts[i] (the holder's) to
+ * ends[i] (the waiter's).  0 on success.  A side that fails returns, and
+ * its pipes closing end the other's reads. */
+typedef int (*pair_side)(void *arg, int me, int n, int in, int out, int64_t *starts, int64_t *ends);
+
+/* Runs n hand-offs of side in this process and a child; each timed (us)
+ * into out.  what names them in err. */
+static int pair_run(pair_side side, void *arg, int n, bench_samples *out, const char *what, char *err,
+                    size_t errsize)
+{
+    if (n < 1) {
+        snprintf(err, errsize, "%s: no hand-offs to make", what);
+        return -1;
+    }
+    int to_child[2], to_parent[2];
+    size_t size = 2 * (size_t)n * sizeof(int64_t);
+    int64_t *times = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (times == MAP_FAILED) {
+        snprintf(err, errsize, "%s: %s", what, strerror(errno));
+        return -1;
+    }
+    if (pipe(to_child)) {
+        snprintf(err, errsize, "%s: %s", what, strerror(errno));
+        munmap(times, size);
+        return -1;
+    }
+    if (pipe(to_parent)) {
+        snprintf(err, errsize, "%s: %s", what, strerror(errno));
+        close(to_child[0]);
+        close(to_child[1]);
+        munmap(times, size);
+        return -1;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(to_child[1]);
+        close(to_parent[0]);
+        _exit(side(arg, 1, n, to_child[0], to_parent[1], times, times + n) == 0 ? 0 : 1);
+    }
+    close(to_child[0]);
+    close(to_parent[1]);
+    int rc = pid > 0 ? side(arg, 0, n, to_parent[0], to_child[1], times, times + n) : -1;
+    close(to_child[1]);
+    close(to_parent[0]);
+    int status = 0;
+    if (pid > 0 && (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
+        rc = -1;
+    for (int i = 0; rc == 0 && i < n; i++)
+        bench_samples_add(out, (double)(times[n + i] - times[i]) / 1e3);
+    munmap(times, size);
+    if (rc != 0)
+        snprintf(err, errsize, "%s failed", what);
+    return rc;
+}
+
 /* ---- the hand-off of the store's own protocol --------------------------- */
 
 #ifdef ANYLOCK_WITH_REDIS
@@ -690,14 +750,16 @@ static const char pylock_unlock_lua[] =
     "redis.call('del', KEYS[2]) redis.call('lpush', KEYS[2], 1) redis.call('pexpire', KEYS[2], ARGV[2]) "
     "redis.call('del', KEYS[1]) return 0 end";
 
-/* The keys of one run's floor hand-offs (a name of its own). */
-typedef struct pylock_keys {
+/* One run's floor hand-offs: the URL, the hold, and keys of their own. */
+typedef struct pylock_run {
+    const char *url;
+    double hold_ms;
     char key[64], signal[64];
-} pylock_keys;
+} pylock_run;
 
 /* python-redis-lock's acquire: SET NX PX, and while that fails a BLPOP on
  * the signal list (1 s at a time, its expiry) and SET NX PX again. */
-static int pylock_acquire(redisContext *c, const pylock_keys *k, const char *id)
+static int pylock_acquire(redisContext *c, const pylock_run *k, const char *id)
 {
     for (;;) {
         redisReply *r = redisCommand(c, "SET %s %s NX PX 10000", k->key, id);
@@ -718,7 +780,7 @@ static int pylock_acquire(redisContext *c, const pylock_keys *k, const char *id)
     }
 }
 
-static int pylock_release(redisContext *c, const pylock_keys *k, const char *sha, const char *id)
+static int pylock_release(redisContext *c, const pylock_run *k, const char *sha, const char *id)
 {
     redisReply *r = redisCommand(c, "EVALSHA %s 2 %s %s %s 1000", sha, k->key, k->signal, id);
     int ok = r && r->type == REDIS_REPLY_INTEGER && r->integer == 0;
@@ -726,15 +788,15 @@ static int pylock_release(redisContext *c, const pylock_keys *k, const char *sha
     return ok ? 0 : -1;
 }
 
-/* Worker me (0 or 1) of a redis floor hand-off: the holder of even rounds
- * is worker 0.  A waiter says 'w' before it tries, the holder keeps the lock
+/* A side of a redis floor hand-off run (a pair_side): side 0 holds in even
+ * rounds.  A waiter says 'w' before it tries, the holder keeps the lock
  * hold_ms more and releases, noting when its release started; the waiter
  * notes when its acquire returned and says 'd'. */
-static int pylock_worker(const char *url, const pylock_keys *k, int me, int n, double hold_ms, int in, int out,
-                         int64_t *t_start, int64_t *t_acquired)
+static int pylock_side(void *arg, int me, int n, int in, int out, int64_t *t_start, int64_t *t_acquired)
 {
+    const pylock_run *k = arg;
     char err[256];
-    bench_floor *f = bench_floor_open(url, err, sizeof err);
+    bench_floor *f = bench_floor_open(k->url, err, sizeof err);
     if (!f)
         return -1;
     redisContext *c = f->redis;
@@ -757,7 +819,7 @@ static int pylock_worker(const char *url, const pylock_keys *k, int me, int n, d
                 rc = -1;
                 break;
             }
-            bench_sleep_ns((int64_t)(hold_ms * 1e6));
+            bench_sleep_ns((int64_t)(k->hold_ms * 1e6));
             t_start[i] = bench_now_ns();
             if (pylock_release(c, k, sha, id) != 0 || read(in, &b, 1) != 1 || b != 'd')
                 rc = -1;
@@ -781,48 +843,20 @@ static int pylock_worker(const char *url, const pylock_keys *k, int me, int n, d
 int bench_floor_handoffs(const char *url, int n, double hold_ms, bench_samples *out, char *err, size_t errsize)
 {
 #ifdef ANYLOCK_WITH_REDIS
-    if (n > 0 && (!strncasecmp(url, "redis://", 8) || !strncasecmp(url, "redis+unix://", 13))) {
-        int to_child[2], to_parent[2];
-        size_t size = 2 * (size_t)n * sizeof(int64_t);
-        int64_t *times = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-        if (times == MAP_FAILED) {
-            snprintf(err, errsize, "floor hand-off: %s", strerror(errno));
-            return -1;
-        }
-        if (pipe(to_child) || pipe(to_parent)) {
-            snprintf(err, errsize, "floor hand-off: %s", strerror(errno));
-            munmap(times, size);
-            return -1;
-        }
-        pylock_keys k;
+    if (!strncasecmp(url, "redis://", 8) || !strncasecmp(url, "redis+unix://", 13)) {
+        pylock_run k = {.url = url, .hold_ms = hold_ms};
         snprintf(k.key, sizeof k.key, "lock:anylock-bench-floor-%ld", (long)getpid());
         snprintf(k.signal, sizeof k.signal, "lock-signal:anylock-bench-floor-%ld", (long)getpid());
-        fflush(NULL);
-        pid_t pid = fork();
-        if (pid == 0) {
-            close(to_child[1]);
-            close(to_parent[0]);
-            _exit(pylock_worker(url, &k, 1, n, hold_ms, to_child[0], to_parent[1], times, times + n) == 0 ? 0 : 1);
-        }
-        close(to_child[0]);
-        close(to_parent[1]);
-        int rc = pid > 0 ? pylock_worker(url, &k, 0, n, hold_ms, to_parent[0], to_child[1], times, times + n) : -1;
-        /* A worker that failed closes its ends: the other's read ends too. */
-        close(to_child[1]);
-        close(to_parent[0]);
-        int status = 0;
-        if (pid > 0 && (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0))
-            rc = -1;
-        for (int i = 0; rc == 0 && i < n; i++)
-            bench_samples_add(out, (double)(times[n + i] - times[i]) / 1e3);
-        munmap(times, size);
-        if (rc != 0)
-            snprintf(err, errsize, "redis floor hand-off (python-redis-lock's protocol) failed");
-        return rc;
+        return pair_run(pylock_side, &k, n, out, "redis floor hand-off (python-redis-lock's protocol)", err, errsize);
     }
+#else
+    (void)n;
+    (void)hold_ms;
+    (void)out;
 #endif
+    (void)url;
     snprintf(err, errsize, "no floor hand-off for this store");
-    return -1;
+    return 1;
 }
 
 /* ---- flock(2): the one-host floor beside sqlite:// ------------------------- */
@@ -877,62 +911,51 @@ int bench_flock_pairs(const char *path, int n, bench_samples *pair, char *err, s
     return 0;
 }
 
-/* Hand-offs of a flock between two processes, timed as the store's are:
- * the holder releases after the waiter is blocked in flock(LOCK_EX) (it
- * says so, then the holder keeps the lock hold_ms more), from the return of
- * the release to the waiter's flock returning. */
-int bench_flock_handoffs(const char *path, int n, double hold_ms, bench_samples *out, char *err, size_t errsize)
+/* One run of flock hand-offs. */
+typedef struct flock_run {
+    const char *path;
+    double hold_ms;
+} flock_run;
+
+/* A side of flock hand-offs (a pair_side), timed as the store's are: side 0
+ * holds and side 1 waits, every round.  The holder releases after the
+ * waiter is blocked in flock(LOCK_EX) (it says so, then the holder keeps
+ * the lock hold_ms more); from the return of the release to the waiter's
+ * flock returning. */
+static int flock_side(void *arg, int me, int n, int in, int out, int64_t *t_release, int64_t *t_acquired)
 {
-    int to_child[2], to_parent[2];
-    int64_t *times = mmap(NULL, 2 * (size_t)n * sizeof(int64_t), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                          -1, 0);
-    if (times == MAP_FAILED || pipe(to_child) || pipe(to_parent)) {
-        snprintf(err, errsize, "flock hand-off: %s", strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        char b;
-        for (int i = 0; fd >= 0 && i < n; i++) {
-            if (read(to_child[0], &b, 1) != 1 || write(to_parent[1], "w", 1) != 1)
-                _exit(1);
-            if (flock(fd, LOCK_EX) != 0)
-                _exit(2);
-            times[n + i] = bench_now_ns();
-            if (flock(fd, LOCK_UN) != 0 || write(to_parent[1], "d", 1) != 1)
-                _exit(3);
-        }
-        _exit(fd >= 0 ? 0 : 4);
-    }
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    int rc = pid > 0 && fd >= 0 ? 0 : -1;
+    const flock_run *fr = arg;
+    int fd = open(fr->path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int rc = fd >= 0 ? 0 : -1;
+    char b;
     for (int i = 0; rc == 0 && i < n; i++) {
-        char b;
-        if (flock(fd, LOCK_EX) != 0 || write(to_child[1], "g", 1) != 1 || read(to_parent[0], &b, 1) != 1) {
-            rc = -1;
-            break;
+        if (me == 1) {
+            if (read(in, &b, 1) != 1 || write(out, "w", 1) != 1 || flock(fd, LOCK_EX) != 0) {
+                rc = -1;
+                break;
+            }
+            t_acquired[i] = bench_now_ns();
+            if (flock(fd, LOCK_UN) != 0 || write(out, "d", 1) != 1)
+                rc = -1;
+        } else {
+            if (flock(fd, LOCK_EX) != 0 || write(out, "g", 1) != 1 || read(in, &b, 1) != 1) {
+                rc = -1;
+                break;
+            }
+            bench_sleep_ns((int64_t)(fr->hold_ms * 1e6));
+            flock(fd, LOCK_UN);
+            t_release[i] = bench_now_ns();
+            if (read(in, &b, 1) != 1)
+                rc = -1;
         }
-        bench_sleep_ns((int64_t)(hold_ms * 1e6));
-        flock(fd, LOCK_UN);
-        times[i] = bench_now_ns();
-        if (read(to_parent[0], &b, 1) != 1)
-            rc = -1;
     }
     if (fd >= 0)
         close(fd);
-    close(to_child[1]);
-    int status = 0;
-    if (pid > 0)
-        waitpid(pid, &status, 0);
-    close(to_child[0]);
-    close(to_parent[0]);
-    close(to_parent[1]);
-    for (int i = 0; rc == 0 && i < n; i++)
-        bench_samples_add(out, (double)(times[n + i] - times[i]) / 1e3);
-    munmap(times, 2 * (size_t)n * sizeof(int64_t));
-    if (rc != 0)
-        snprintf(err, errsize, "flock hand-off failed");
     return rc;
+}
+
+int bench_flock_handoffs(const char *path, int n, double hold_ms, bench_samples *out, char *err, size_t errsize)
+{
+    flock_run fr = {.path = path, .hold_ms = hold_ms};
+    return pair_run(flock_side, &fr, n, out, "flock hand-off", err, errsize);
 }

@@ -560,8 +560,11 @@ static int phase_handoff(const store_ctx *ctx, bench_result *r)
     }
     /* The same hand-offs made with the store's own simplest protocol. */
     bench_samples fh = {0};
-    if (!failed && bench_floor_handoffs(ctx->url, rounds, o->handoff_hold_ms, &fh, ferr, sizeof ferr) == 0)
+    int frc = failed ? 1 : bench_floor_handoffs(ctx->url, rounds, o->handoff_hold_ms, &fh, ferr, sizeof ferr);
+    if (frc == 0)
         r->floor_handoff_start_us_p50 = bench_samples_quantile(&fh, 0.50);
+    else if (frc < 0)
+        progress(o, "  %s\n", ferr);
     bench_samples_free(&fh);
     r->handoff_us_p50 = bench_samples_quantile(&s, 0.50);
     r->handoff_us_p99 = bench_samples_quantile(&s, 0.99);
